@@ -1,0 +1,1 @@
+"""Plugin interfaces (data connectors, storage, frameworks) and their entry-point registry."""

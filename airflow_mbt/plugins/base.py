@@ -1,0 +1,124 @@
+"""Abstract plugin interfaces. Concrete plugins live in connectors/, storage/ and frameworks/.
+
+Every plugin is constructed as ``PluginClass(config: dict, runtime: TargetRuntime)`` where
+``config`` is the target's resolved ``config:`` mapping (secrets already resolved, never logged)
+and ``runtime`` gives access to connections and the project directory.
+No heavy import (pandas, boto3, h2o, ...) at module level.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    import pandas as pd
+
+    from airflow_mbt.runtime.context import StepContext, TargetRuntime
+
+
+class DataConnector(ABC):
+    """Reads and writes tables for ``load_data``, ``load_scoring_data`` and ``publish``."""
+
+    type_name: str = ""
+
+    def __init__(self, config: dict, runtime: "TargetRuntime"):
+        self.config = config
+        self.runtime = runtime
+
+    @abstractmethod
+    def read_table(self, table: str, columns: list[str] | None = None) -> "pd.DataFrame":
+        """Read a whole table (name may be ``schema.table``)."""
+
+    def iter_table(self, table: str, chunk_rows: int = 200_000) -> Iterator["pd.DataFrame"]:
+        """Read a table in chunks of at most ``chunk_rows`` rows (bounded memory)."""
+        yield self.read_table(table)
+
+    @abstractmethod
+    def write_table(self, df: "pd.DataFrame", table: str, *, replace_where: dict[str, Any] | None = None) -> int:
+        """Append ``df`` to ``table`` atomically; when ``replace_where`` is given, first delete the
+        rows matching all its ``column = value`` pairs in the same transaction. Returns rows written."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Storage(ABC):
+    """Artifact storage addressed by keys like ``<run_id>/<step>/<artifact>``."""
+
+    type_name: str = ""
+
+    def __init__(self, config: dict, runtime: "TargetRuntime"):
+        self.config = config
+        self.runtime = runtime
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Public URI of a key, e.g. ``s3://bucket/key`` or ``/abs/path/key``."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> str:
+        """Write bytes; returns the URI."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """Read bytes; raises ``FileNotFoundError`` when missing."""
+
+    def put_file(self, key: str, path: "Path") -> str:
+        """Upload a local file (multipart for large files where the backend supports it)."""
+        return self.put(key, path.read_bytes())
+
+    def get_file(self, key: str, path: "Path") -> None:
+        """Download to a local file."""
+        path.write_bytes(self.get(key))
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (recursive), sorted."""
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """Return ``(data, version)``; ``(None, None)`` when the key does not exist."""
+
+    @abstractmethod
+    def write_conditional(self, key: str, data: bytes, expected_version: str | None) -> str:
+        """Compare-and-swap write. ``expected_version=None`` means "only if absent".
+        Returns the new version; raises ``RegistryConflictError`` when the precondition fails."""
+
+
+class Framework(ABC):
+    """A model framework (``model_training.framework``)."""
+
+    name: str = ""
+
+    def __init__(self, runtime: "TargetRuntime"):
+        self.runtime = runtime
+
+    @abstractmethod
+    def train(self, X: "pd.DataFrame", y: "pd.Series", problem_type: str, config: dict,
+              ctx: "StepContext") -> Any:
+        """Fit and return a model object."""
+
+    @abstractmethod
+    def save(self, model: Any, directory: "Path") -> None:
+        """Persist in the framework's portable format (MOJO for H2O) into an empty directory."""
+
+    @abstractmethod
+    def load(self, directory: "Path") -> Any:
+        """Load what ``save`` wrote (possibly in another process, months later)."""
+
+    @abstractmethod
+    def predict(self, model: Any, X: "pd.DataFrame", problem_type: str) -> "pd.DataFrame":
+        """Return a frame aligned with X: column ``prediction`` and, for classification,
+        ``proba_<class>`` per class."""
+
+    def feature_importance(self, model: Any) -> dict[str, float]:
+        return {}
+
+    def cleanup(self) -> None:
+        """Remove frames/models this run created on a shared cluster."""

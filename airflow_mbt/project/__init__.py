@@ -1,0 +1,1 @@
+"""Project discovery, profiles.yaml and targets, template rendering, and connection lookup."""

@@ -1,0 +1,23 @@
+"""Airflow connection lookup for run time.
+
+``AIRFLOW_CONN_<ID>`` environment variables resolve even in a plain process with no Airflow
+metadata database, so ``mbt step execute`` in a pod and ``mbt run`` on a laptop share this path.
+"""
+
+from __future__ import annotations
+
+from airflow_mbt.errors import MBTInputError
+
+
+def get_connection(conn_id: str):
+    """Return the Airflow ``Connection`` for ``conn_id`` or raise a clear input error."""
+    from airflow.sdk import BaseHook  # lazy: ~2 s import
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and friends
+        raise MBTInputError(
+            f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__})",
+            field="conn_id",
+            hint=f"create it in the Airflow UI or export AIRFLOW_CONN_{conn_id.upper()}='{{\"conn_type\": ...}}'",
+        ) from None

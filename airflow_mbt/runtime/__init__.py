@@ -1,0 +1,1 @@
+"""Execution of compiled manifests: run ids, step execution, artifact store and registry, runners."""

@@ -1,0 +1,154 @@
+"""Runtime objects handed to steps: ``TargetRuntime`` (resolved target: secrets, connections,
+plugins) and ``StepContext`` (one step of one run).
+
+Secrets are resolved only here, at run time, and are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow_mbt.errors import MBTInputError
+from airflow_mbt.manifest import SECRET_KEY, Manifest, ManifestStep, is_secret_ref
+
+log = logging.getLogger("airflow_mbt")
+
+
+def resolve_secrets(value: Any, provider: str = "env", where: str = "") -> Any:
+    """Replace every ``{"$secret": NAME}`` in a nested structure by its value.
+
+    Provider ``env`` reads the environment variable NAME (the only provider for now).
+    """
+    if is_secret_ref(value):
+        name = value[SECRET_KEY]
+        if provider != "env":
+            raise MBTInputError(f"unknown secrets provider {provider!r}", field="secrets.provider",
+                                hint="use provider: env")
+        if name not in os.environ:
+            raise MBTInputError(f"secret {name!r} is not set", field=where or None,
+                                hint=f"export {name}=... in the environment of the step")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: resolve_secrets(v, provider, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_secrets(v, provider, where) for v in value]
+    return value
+
+
+@dataclass
+class TargetRuntime:
+    """The manifest's target, made usable: plugin instances, connections, resolved secrets.
+
+    ``project_dir`` anchors relative paths (``./local_artifacts``, ``./sample_data``...).
+    """
+
+    target: dict
+    project_dir: Path
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, project_dir: Path | None = None) -> "TargetRuntime":
+        return cls(target=manifest.target, project_dir=Path(project_dir or os.getcwd()).resolve())
+
+    @property
+    def name(self) -> str:
+        return self.target["name"]
+
+    @property
+    def secrets_provider(self) -> str:
+        return (self.target.get("secrets") or {}).get("provider", "env")
+
+    def section(self, key: str) -> dict:
+        """A target section (``storage``, ``data_connector``, ``mlflow``, ``h2o``, ...) with
+        secrets resolved. Never log the result."""
+        return resolve_secrets(self.target.get(key) or {}, self.secrets_provider, key)
+
+    def path(self, value: str | os.PathLike) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else (self.project_dir / p)
+
+    def connection(self, conn_id: str):
+        """An Airflow ``Connection`` by id (works from ``AIRFLOW_CONN_<ID>`` without a DB)."""
+        from airflow_mbt.project.connections import get_connection
+
+        return get_connection(conn_id)
+
+    def _plugin(self, kind: str, section_key: str):
+        if section_key not in self._cache:
+            from airflow_mbt.plugins import registry
+
+            sec = self.section(section_key)
+            if not sec.get("type"):
+                raise MBTInputError(f"target {self.name!r} has no {section_key}.type",
+                                    field=f"outputs.{self.name}.{section_key}.type")
+            cls = registry.get(kind, sec["type"])
+            self._cache[section_key] = cls(sec.get("config") or {}, self)
+        return self._cache[section_key]
+
+    def storage(self):
+        return self._plugin("storage", "storage")
+
+    def connector(self):
+        return self._plugin("data_connectors", "data_connector")
+
+    def framework(self, name: str):
+        key = f"framework:{name}"
+        if key not in self._cache:
+            from airflow_mbt.plugins import registry
+
+            self._cache[key] = registry.get("frameworks", name)(self)
+        return self._cache[key]
+
+    def close(self) -> None:
+        for obj in self._cache.values():
+            for meth in ("close", "cleanup"):
+                fn = getattr(obj, meth, None)
+                if fn:
+                    try:
+                        fn()
+                    except Exception:  # noqa: BLE001 - cleanup is best effort
+                        log.warning("cleanup of %s failed", type(obj).__name__, exc_info=True)
+        self._cache.clear()
+
+
+@dataclass
+class StepContext:
+    """Everything one step execution needs."""
+
+    manifest: Manifest
+    step: ManifestStep
+    run_id: str
+    runtime: TargetRuntime
+    work_dir: Path
+    try_number: int = 1
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("airflow_mbt.step"))
+
+    @property
+    def config(self) -> dict:
+        """The compiled pipeline document (``training``, ``serving``, ``project``...)."""
+        return self.manifest.config
+
+    @property
+    def project_dir(self) -> Path:
+        return self.runtime.project_dir
+
+    def connector(self):
+        return self.runtime.connector()
+
+    def storage(self):
+        return self.runtime.storage()
+
+    def framework(self, name: str | None = None):
+        name = name or self.config["training"]["model_training"]["framework"]
+        return self.runtime.framework(name)
+
+    @cached_property
+    def step_dir(self) -> Path:
+        d = self.work_dir / self.step.name
+        d.mkdir(parents=True, exist_ok=True)
+        return d

@@ -1,0 +1,67 @@
+"""Declared shape of the built-in steps: names, typed inputs/outputs, and the two step graphs.
+
+Light on purpose: the compiler (manifest building) and the DAG factory read these at parse time.
+Artifact kinds: ``table`` (pandas DataFrame <-> Parquet), ``json`` (dict <-> JSON),
+``dir`` (a local directory <-> tar archive; used for models and plots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TABLE, JSON, DIR = "table", "json", "dir"
+ARTIFACT_KINDS = (TABLE, JSON, DIR)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[tuple[str, str], ...] = ()  # (artifact name, kind)
+    module: str = ""  # dotted module implementing ``run(ctx, inputs) -> outputs``
+    description: str = ""
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.outputs)
+
+
+def _s(name, inputs, outputs, description):
+    return StepSpec(name=name, inputs=tuple(inputs), outputs=tuple(outputs),
+                    module=f"airflow_mbt.steps.{name}", description=description)
+
+
+TRAINING_STEPS: tuple[StepSpec, ...] = (
+    _s("load_data", [], [("raw_data", TABLE)], "Read the label table through the data connector"),
+    _s("split_data", ["raw_data"], [("train_set", TABLE), ("test_set", TABLE)],
+       "Apply custom transforms, drop ignored columns, split train/test"),
+    _s("train_model", ["train_set"], [("model", DIR), ("preprocessor", JSON)],
+       "Fit preprocessing and the model"),
+    _s("evaluate", ["model", "preprocessor", "test_set"], [("metrics", JSON), ("plots", DIR)],
+       "Compute metrics and plots, enforce validation criteria"),
+    _s("log_run", ["model", "preprocessor", "metrics", "plots"], [("mlflow_run", JSON)],
+       "Log params, metrics, tags, model and artifacts to MLflow"),
+)
+
+SERVING_STEPS: tuple[StepSpec, ...] = (
+    _s("load_model", [], [("model", DIR), ("preprocessor", JSON)],
+       "Fetch the trained model and preprocessing from MLflow by run id"),
+    _s("load_scoring_data", [], [("scoring_data", TABLE)], "Read the scoring table"),
+    _s("apply_transforms", ["preprocessor", "scoring_data"], [("features", TABLE)],
+       "Check the feature contract and replay the training preprocessing"),
+    _s("predict", ["model", "features"], [("predictions", TABLE)], "Score the features"),
+    _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
+)
+
+STEPS_BY_KIND = {"training": TRAINING_STEPS, "serving": SERVING_STEPS}
+ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS)
+
+
+def dependencies(steps: tuple[StepSpec, ...]) -> dict[str, list[str]]:
+    """step name -> names of the steps producing its inputs (in graph order)."""
+    producer = {}
+    for s in steps:
+        for out in s.output_names:
+            producer[out] = s.name
+    return {s.name: sorted({producer[i] for i in s.inputs}, key=[x.name for x in steps].index)
+            for s in steps}
