@@ -1,0 +1,1 @@
+"""Project scaffolding for ``mbt init``: template files and the churn demo sample data."""
