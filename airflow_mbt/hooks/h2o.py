@@ -1,0 +1,65 @@
+"""``H2OHook``: the ``h2o`` connection type (an H2O-3 cluster reached over its REST API)."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseHook
+
+from airflow_mbt.hooks._url import base_url, flag
+
+
+class H2OHook(BaseHook):
+    """Connect to an existing H2O cluster described by an Airflow connection.
+
+    Fields: host, port (54321), schema (http|https), login/password (optional basic auth),
+    extra ``verify_ssl`` (default true) and ``context_path``.
+    """
+
+    conn_name_attr = "h2o_conn_id"
+    default_conn_name = "mbt_h2o"
+    conn_type = "h2o"
+    hook_name = "H2O cluster"
+    default_port = 54321
+
+    def __init__(self, h2o_conn_id: str = default_conn_name, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.h2o_conn_id = h2o_conn_id
+        self._conn = None
+
+    @property
+    def connection(self):
+        if self._conn is None:
+            self._conn = self.get_connection(self.h2o_conn_id)
+        return self._conn
+
+    def get_url(self) -> str:
+        """Base URL of the cluster (no credentials)."""
+        conn = self.connection
+        return base_url(conn, default_port=self.default_port, service="H2O",
+                        path=conn.extra_dejson.get("context_path") or "")
+
+    def connect_kwargs(self) -> dict:
+        """Keyword arguments for ``h2o.connect`` (contains the password when one is set)."""
+        conn = self.connection
+        kwargs: dict = {"url": self.get_url(),
+                        "verify_ssl_certificates": flag(conn.extra_dejson, "verify_ssl", True),
+                        "verbose": False}
+        if conn.login:
+            kwargs["auth"] = (conn.login, conn.password or "")
+        return kwargs
+
+    def connect(self):
+        """Attach the h2o client library to the cluster and return the ``H2OConnection``."""
+        import h2o  # lazy: heavy, and only needed when a step really talks to H2O
+
+        return h2o.connect(**self.connect_kwargs())
+
+    def get_conn(self):
+        return self.connect()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Ask the cluster for its status (``GET /3/Cloud``) without the h2o library."""
+        from airflow_mbt.hooks._probe import probe
+
+        return probe(self.get_url() + "/3/Cloud", "H2O",
+                     auth=(self.connection.login, self.connection.password) if self.connection.login else None,
+                     verify=flag(self.connection.extra_dejson, "verify_ssl", True))
