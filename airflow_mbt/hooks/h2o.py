@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook
+from airflow_mbt.hooks._base import ServiceHook
+from airflow_mbt.hooks._url import flag
 
-from airflow_mbt.hooks._url import base_url, flag
 
-
-class H2OHook(BaseHook):
+class H2OHook(ServiceHook):
     """Connect to an existing H2O cluster described by an Airflow connection.
 
     Fields: host, port (54321), schema (http|https), login/password (optional basic auth),
@@ -19,23 +18,15 @@ class H2OHook(BaseHook):
     conn_type = "h2o"
     hook_name = "H2O cluster"
     default_port = 54321
+    service = "H2O"
+    path_extra = "context_path"
 
     def __init__(self, h2o_conn_id: str = default_conn_name, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.h2o_conn_id = h2o_conn_id
-        self._conn = None
-
-    @property
-    def connection(self):
-        if self._conn is None:
-            self._conn = self.get_connection(self.h2o_conn_id)
-        return self._conn
+        super().__init__(h2o_conn_id, **kwargs)
 
     def get_url(self) -> str:
         """Base URL of the cluster (no credentials)."""
-        conn = self.connection
-        return base_url(conn, default_port=self.default_port, service="H2O",
-                        path=conn.extra_dejson.get("context_path") or "")
+        return self.base_url()
 
     def connect_kwargs(self) -> dict:
         """Keyword arguments for ``h2o.connect`` (contains the password when one is set)."""

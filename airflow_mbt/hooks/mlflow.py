@@ -6,16 +6,15 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from airflow.sdk import BaseHook
-
-from airflow_mbt.hooks._url import base_url, flag
+from airflow_mbt.hooks._base import ServiceHook
+from airflow_mbt.hooks._url import flag
 
 # Env vars the MLflow client reads per request; set only inside ``credentials()``.
 _AUTH_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
              "MLFLOW_TRACKING_INSECURE_TLS")
 
 
-class MLflowHook(BaseHook):
+class MLflowHook(ServiceHook):
     """An MLflow tracking server from an Airflow connection.
 
     Fields: host, port (5000), schema (http|https); login+password -> basic auth, password
@@ -29,22 +28,14 @@ class MLflowHook(BaseHook):
     conn_type = "mlflow"
     hook_name = "MLflow tracking server"
     default_port = 5000
+    service = "MLflow"
 
     def __init__(self, mlflow_conn_id: str = default_conn_name, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.mlflow_conn_id = mlflow_conn_id
-        self._conn = None
-
-    @property
-    def connection(self):
-        if self._conn is None:
-            self._conn = self.get_connection(self.mlflow_conn_id)
-        return self._conn
+        super().__init__(mlflow_conn_id, **kwargs)
 
     def get_tracking_uri(self) -> str:
-        conn = self.connection
-        return base_url(conn, default_port=self.default_port, service="MLflow",
-                        path=conn.extra_dejson.get("path") or "")
+        """Tracking server URL (no credentials)."""
+        return self.base_url()
 
     def auth_env(self) -> dict[str, str]:
         """The MLflow client env vars for this connection (secret values: never log them)."""
