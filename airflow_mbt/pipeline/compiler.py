@@ -1,0 +1,56 @@
+"""Compilation: a validated pipeline + a resolved target -> ``Manifest``.
+
+Output is deterministic: no timestamps, no absolute paths, canonical JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from airflow_mbt.manifest import Manifest
+from airflow_mbt.pipeline.cadence import to_schedule
+from airflow_mbt.pipeline.validation import ValidatedPipeline, validate_pipeline
+from airflow_mbt.project.profiles import ResolvedTarget
+from airflow_mbt.project.root import Project
+from airflow_mbt.steps.specs import STEPS_BY_KIND, dependencies
+
+
+def manifest_steps(kind: str, step_settings: dict) -> list[dict]:
+    specs = STEPS_BY_KIND[kind]
+    deps = dependencies(specs)
+    return [{"name": s.name, "inputs": list(s.inputs),
+             "outputs": [{"name": n, "kind": k} for n, k in s.outputs],
+             "depends_on": deps[s.name],
+             "resources": {k: str(v) for k, v in ((step_settings.get(s.name) or {}).get("resources") or {}).items()}}
+            for s in specs]
+
+
+def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manifest:
+    from airflow_mbt import __version__
+
+    cfg = pipeline.config
+    project = cfg["project"]
+    body = {
+        "mbt_version": __version__,
+        "pipeline": {
+            "name": pipeline.name,
+            "kind": pipeline.kind,
+            "problem_type": project["problem_type"],
+            "owner": project.get("owner"),
+            "experiment_name": project["experiment_name"],
+            "tags": list(project.get("tags") or []),
+            "framework": cfg["training"]["model_training"]["framework"],
+            "source_file": pipeline.source_file,
+            "source_yaml": pipeline.doc.text,
+        },
+        "schedule": to_schedule(cfg["deployment"]["cadence"]),
+        "target": target.section,
+        "config": cfg,
+        "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {}),
+    }
+    return Manifest.build(body)
+
+
+def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
+                     vars: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Manifest:
+    return build_manifest(validate_pipeline(project, name, vars, env), target)

@@ -1,0 +1,47 @@
+"""Defaults filled into a validated pipeline (the ``config`` section of the manifest)."""
+
+from __future__ import annotations
+
+import copy
+
+from airflow_mbt.pipeline.loading import deep_merge
+from airflow_mbt.pipeline.metrics import DEFAULT_PRIMARY
+
+DEFAULTS = {
+    "schema_version": 1,
+    "project": {"tags": []},
+    "deployment": {"mode": "batch"},
+    "training": {
+        "schema": {"ignored_columns": []},
+        "preprocessing": {
+            "impute": {"numeric": "median", "categorical": "most_frequent"},
+            "scale": "standard",
+            "encode": "onehot",
+            "custom_transforms": [],
+        },
+        "split": {"test_size": 0.2, "seed": 42},
+        "model_training": {"config": {}},
+        "evaluation": {"additional_metrics": [], "generate_plots": True, "validation_criteria": []},
+    },
+    "steps": {},
+}
+SERVING_DEFAULTS = {
+    "model_source": {"registry": "mlflow", "artifact_snapshot": False},
+    "output": {"include_probabilities": True},
+}
+
+
+def with_defaults(config: dict) -> dict:
+    """A copy of ``config`` with every optional field present."""
+    out = deep_merge(copy.deepcopy(DEFAULTS), copy.deepcopy(config))
+    project = out["project"]
+    project.setdefault("experiment_name", project["name"])
+    evaluation = out["training"]["evaluation"]
+    evaluation.setdefault("primary_metric", DEFAULT_PRIMARY[project["problem_type"]])
+    out["training"]["split"].setdefault("stratify", project["problem_type"] != "regression")
+    if "serving" in out:
+        out["serving"] = deep_merge(copy.deepcopy(SERVING_DEFAULTS), out["serving"])
+        output = out["serving"]["output"]
+        if output["destination"] == "local_file":
+            output.setdefault("path", "predictions.csv")
+    return out

@@ -1,0 +1,119 @@
+"""JSON Schema validation whose errors point at file:line:col with a useful hint.
+
+Unknown keys and enum values get a did-you-mean (difflib); wrong types say what was expected.
+The first error in source order is raised; the hint says how many more there are.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from airflow_mbt.errors import MBTInputError
+from airflow_mbt.pipeline.yaml_loader import Located
+
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+@lru_cache(maxsize=None)
+def load_schema(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def suggest(word: str, choices) -> str | None:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _choices_hint(word, choices) -> str:
+    choices = sorted(str(c) for c in choices)
+    return suggest(word, choices) or f"allowed: {', '.join(choices)}"
+
+
+def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
+    """(path, message, hint) for one jsonschema error."""
+    path = tuple(error.absolute_path)
+    v, schema, inst = error.validator, error.schema, error.instance
+    if v == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        extra = sorted(k for k in inst if k not in allowed)
+        key = extra[0] if extra else "?"
+        hint = _choices_hint(key, allowed) if allowed else "this mapping takes no keys"
+        return path + (key,), f"unknown key {key!r}", hint
+    if v == "propertyNames":
+        names = (schema.get("propertyNames") or {}).get("enum") or []
+        bad = [k for k in inst if names and k not in names]
+        key = bad[0] if bad else "?"
+        return path + (key,), f"unknown name {key!r}", _choices_hint(key, names)
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in inst]
+        key = missing[0] if missing else "?"
+        where = path if path else ()
+        return where, f"missing required field {'.'.join(map(str, path + (key,)))!r}", \
+            f"add `{key}:` under {'.'.join(map(str, path)) or 'the top level'}"
+    if v == "enum":
+        choices = error.validator_value
+        if len(choices) == 1:
+            return path, f"must be {choices[0]!r}, got {inst!r}", None
+        return path, f"invalid value {inst!r}", _choices_hint(inst, choices)
+    if v == "type":
+        want = error.validator_value
+        want = [want] if isinstance(want, str) else want
+        return path, f"expected {' or '.join(_TYPE_NAMES.get(t, t) for t in want)}, got {_kind(inst)} {inst!r}", None
+    if v == "pattern":
+        return path, f"invalid value {inst!r}", schema.get("description") or f"must match {error.validator_value}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
+        return path, f"value {inst!r} must be {op} {error.validator_value}", None
+    if v in ("minLength", "minItems"):
+        return path, "must not be empty", None
+    if v in ("anyOf", "oneOf"):
+        return path, f"invalid value {inst!r}", schema.get("description")
+    return path, error.message, None
+
+
+def validate(doc: Located, schema_path: Path, what: str = "document") -> None:
+    """Raise ``MBTInputError`` for the first schema violation of ``doc.value`` (source order)."""
+    import jsonschema  # lazy: not needed for --help
+
+    schema = load_schema(str(schema_path))
+    validator = jsonschema.Draft202012Validator(schema)
+    if not isinstance(doc.value, dict):
+        raise doc.error((), f"the {what} must be a mapping, got {_kind(doc.value)}")
+    errors = list(validator.iter_errors(doc.value))
+    if not errors:
+        return
+    described = [_describe(e, doc) for e in errors]
+
+    def order(item):
+        loc = doc.loc(item[0])
+        return (loc.file != doc.file, loc.file, loc.line, loc.col, -len(item[0]))
+
+    described.sort(key=order)
+    path, message, hint = described[0]
+    if len(described) > 1:
+        more = f"({len(described) - 1} more problem{'s' if len(described) > 2 else ''} after fixing this one)"
+        hint = f"{hint} {more}" if hint else more
+    raise doc.error(path, message, hint)

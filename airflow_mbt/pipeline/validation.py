@@ -1,0 +1,72 @@
+"""``validate_pipeline``: load, merge, render, schema-check, semantic-check and fill defaults.
+
+``check_data_columns`` additionally reads the CSV header of local sample data (csv module
+only) to catch a label or key column that the data does not have.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from airflow_mbt.pipeline import semantics
+from airflow_mbt.pipeline.defaults import with_defaults
+from airflow_mbt.pipeline.loading import load_pipeline
+from airflow_mbt.pipeline.schema_check import suggest, validate
+from airflow_mbt.pipeline.yaml_loader import Located
+from airflow_mbt.project.root import Project
+
+SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
+
+
+@dataclass
+class ValidatedPipeline:
+    name: str
+    doc: Located          # rendered document with source positions
+    config: dict          # with defaults filled
+    source_file: str      # relative to the project dir, e.g. pipelines/x.yaml
+
+    @property
+    def kind(self) -> str:
+        return semantics.kind_of(self.config)
+
+
+def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | None = None,
+                      env: Mapping[str, str] | None = None) -> ValidatedPipeline:
+    doc = load_pipeline(project, name, vars, env)
+    validate(doc, SCHEMA_PATH, what="pipeline")
+    semantics.check(doc, name)
+    return ValidatedPipeline(name=name, doc=doc, config=with_defaults(doc.value),
+                             source_file=project.relative(project.pipeline_path(name)))
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def check_data_columns(pipeline: ValidatedPipeline, data_dir: Path) -> None:
+    """When ``data_dir/<table>.csv`` exists, its header must hold the label and key columns."""
+    cfg, doc = pipeline.config, pipeline.doc
+    schema = cfg["training"]["schema"]
+    checks = []
+    label_table = (cfg["training"].get("data_source") or {}).get("label_table")
+    if pipeline.kind == "training" and label_table:
+        checks.append((label_table, ("training", "schema", "target", "label_column"),
+                       schema["target"]["label_column"]))
+        checks.append((label_table, ("training", "schema", "identifiers", "primary_key"),
+                       schema["identifiers"]["primary_key"]))
+    if pipeline.kind == "serving":
+        checks.append((cfg["serving"]["data_source"]["scoring_table"],
+                       ("training", "schema", "identifiers", "primary_key"), schema["identifiers"]["primary_key"]))
+    for table, path, column in checks:
+        csv_path = data_dir / f"{table}.csv"
+        header = _csv_header(csv_path) if csv_path.is_file() else None
+        if header is not None and column not in header:
+            raise doc.error(path, f"column {column!r} is not in {csv_path.name} (columns: {', '.join(header)})",
+                            hint=suggest(column, header) or "fix the column name or the data")

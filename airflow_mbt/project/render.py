@@ -1,0 +1,198 @@
+"""Rendering of ``{{ var(...) }}``, ``{{ env_var(...) }}`` and ``{{ secret(...) }}`` templates.
+
+A small hand-written parser (no jinja2): each ``{{ ... }}`` holds one call with literal
+arguments (quoted strings, numbers, true/false/null). ``var`` reads ``--vars``, ``env_var`` the
+environment at compile time; ``secret('X')`` is kept as the reference ``{"$secret": "X"}`` and
+resolved at run time. A value that is exactly one template keeps the rendered type when it
+parses as a YAML scalar (``"{{ var('secs', 300) }}"`` -> ``300``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any, Callable, Mapping
+
+from airflow_mbt.errors import MBTInputError
+from airflow_mbt.manifest import SECRET_KEY
+
+FUNCTIONS = ("var", "env_var", "secret")
+_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
+_TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"""
+                    r"""|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))""")
+_MISSING = object()
+_CONSTANTS = {"true": True, "false": False, "True": True, "False": False, "none": None, "None": None,
+              "null": None}
+
+# An error factory: (message, hint) -> MBTInputError located at the value being rendered.
+ErrorAt = Callable[[str, "str | None"], MBTInputError]
+
+
+class TemplateError(ValueError):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _unquote(tok: str) -> str:
+    body = tok[1:-1]
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+def parse_call(expr: str) -> tuple[str, list]:
+    """Parse ``name(arg, ...)`` with literal args; raise ``TemplateError`` when malformed."""
+    tokens, pos = [], 0
+    expr = expr.strip()
+    while pos < len(expr):
+        m = _TOKEN.match(expr, pos)
+        if not m or m.end() == pos:
+            raise TemplateError(f"cannot parse template {{{{ {expr} }}}} near {expr[pos:pos + 10]!r}",
+                                hint="write e.g. {{ var('name', 'default') }} with quoted strings")
+        kind = m.lastgroup
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+        while pos < len(expr) and expr[pos].isspace():
+            pos += 1
+    if len(tokens) < 3 or tokens[0][0] != "name" or tokens[1] != ("punct", "(") or tokens[-1] != ("punct", ")"):
+        raise TemplateError(f"template {{{{ {expr} }}}} is not a function call",
+                            hint="use var('x', default), env_var('X', default) or secret('X')")
+    name, args, expect_value = tokens[0][1], [], True
+    for kind, tok in tokens[2:-1]:
+        if expect_value:
+            if kind == "str":
+                args.append(_unquote(tok))
+            elif kind == "num":
+                args.append(float(tok) if any(c in tok for c in ".eE") else int(tok))
+            elif kind == "name" and tok in _CONSTANTS:
+                args.append(_CONSTANTS[tok])
+            else:
+                raise TemplateError(f"argument {tok!r} in {{{{ {expr} }}}} must be a literal",
+                                    hint="quote strings: var('name') not var(name)")
+            expect_value = False
+        elif (kind, tok) == ("punct", ","):
+            expect_value = True
+        else:
+            raise TemplateError(f"expected ',' or ')' in {{{{ {expr} }}}}")
+    if expect_value and args:
+        raise TemplateError(f"trailing ',' in {{{{ {expr} }}}}")
+    return name, args
+
+
+def _scalar(text: str) -> Any:
+    """A rendered string as a YAML scalar (int, float, bool, null) when it parses as one."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool)) or value is None else text
+
+
+class Renderer:
+    """Renders templates with ``vars`` and ``env``; ``allow_secrets`` is False in pipelines."""
+
+    def __init__(self, vars: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                 allow_secrets: bool = True):
+        self.vars = dict(vars or {})
+        self.env = os.environ if env is None else env
+        self.allow_secrets = allow_secrets
+        self.used_vars: set[str] = set()
+
+    def _call(self, name: str, args: list, whole: bool) -> Any:
+        if name not in FUNCTIONS:
+            close = difflib.get_close_matches(name, FUNCTIONS, n=1)
+            raise TemplateError(f"unknown template function {name!r}",
+                                hint=f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(FUNCTIONS)}")
+        limit = 1 if name == "secret" else 2
+        if not 1 <= len(args) <= limit or not isinstance(args[0], str) or not args[0]:
+            usage = "secret('NAME')" if name == "secret" else f"{name}('name', default)"
+            raise TemplateError(f"{name}() takes a quoted name{'' if limit == 1 else ' and an optional default'}",
+                                hint=f"write {{{{ {usage} }}}}")
+        key, default = args[0], (args[1] if len(args) > 1 else _MISSING)
+        if name == "secret":
+            if not self.allow_secrets:
+                raise TemplateError("secret() is only allowed in profiles.yaml",
+                                    hint="pipelines must not hold credentials; put them in the profile's target")
+            if not whole:
+                raise TemplateError("secret() must be the whole value, not part of a string",
+                                    hint=f"write the field as \"{{{{ secret('{key}') }}}}\"")
+            return {SECRET_KEY: key}
+        if name == "var":
+            self.used_vars.add(key)
+            if key in self.vars:
+                return self.vars[key]
+            if default is _MISSING:
+                raise TemplateError(f"var {key!r} is not set and has no default",
+                                    hint=f"pass --vars {key}=VALUE or write var('{key}', default)")
+            return default
+        if key in self.env:
+            return self.env[key]
+        if default is _MISSING:
+            raise TemplateError(f"environment variable {key!r} is not set and has no default",
+                                hint=f"export {key}=... or write env_var('{key}', default)")
+        return default
+
+    def render_string(self, text: str) -> Any:
+        matches = list(_TEMPLATE.finditer(text))
+        if not matches:
+            if "{{" in text:
+                raise TemplateError("unclosed '{{' in value", hint="templates look like {{ var('x') }}")
+            return text
+        whole = len(matches) == 1 and matches[0].span() == (0, len(text.rstrip())) and not text[:1].isspace()
+        if whole:
+            value = self._call(*parse_call(matches[0].group(1)), whole=True)
+            return _scalar(value) if isinstance(value, str) else value
+        out, pos = [], 0
+        for m in matches:
+            out.append(text[pos:m.start()])
+            value = self._call(*parse_call(m.group(1)), whole=False)
+            out.append("" if value is None else str(value))
+            pos = m.end()
+        out.append(text[pos:])
+        gaps = [text[:matches[0].start()]] + [text[a.end():b.start()] for a, b in zip(matches, matches[1:])]
+        if any("{{" in gap for gap in gaps + [text[matches[-1].end():]]):
+            raise TemplateError("unclosed '{{' in value", hint="templates look like {{ var('x') }}")
+        return "".join(out)
+
+    def render(self, value: Any, error_at: Callable[[tuple, str, str | None], MBTInputError],
+               path: tuple = ()) -> Any:
+        """Render every string in a nested structure; ``error_at(path, msg, hint)`` locates errors."""
+        if isinstance(value, dict):
+            return {k: self.render(v, error_at, path + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v, error_at, path + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "{{" in value:
+            try:
+                return self.render_string(value)
+            except TemplateError as exc:
+                raise error_at(path, exc.message, exc.hint) from None
+        return value
+
+
+def parse_vars(items: list[str] | None) -> dict[str, Any]:
+    """``--vars`` values: ``k=v`` pairs (v parsed as a YAML scalar) or a YAML mapping ``'{k: v}'``."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        text = item.strip()
+        if text.startswith("{"):
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError:
+                data = None
+            if not isinstance(data, dict):
+                raise MBTInputError(f"cannot parse {item!r} as a YAML mapping", field="--vars",
+                                    hint="use --vars key=value or --vars '{key: value}'")
+            out.update({str(k): v for k, v in data.items()})
+            continue
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
+            raise MBTInputError(f"cannot parse {item!r}", field="--vars",
+                                hint="use --vars key=value (repeat --vars for more) or --vars '{key: value}'")
+        out[key] = _scalar(raw) if raw.strip() else raw
+    return out

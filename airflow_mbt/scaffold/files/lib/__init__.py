@@ -1,0 +1,1 @@
+"""Project code for custom transforms (``module:function``, ``lib/`` is on ``sys.path``)."""
