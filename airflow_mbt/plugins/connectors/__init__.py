@@ -1,0 +1,1 @@
+"""Data connector plugins (entry-point group ``airflow_mbt.data_connectors``)."""

@@ -1,0 +1,139 @@
+"""``LocalFileConnector``: tables as files in a local folder (the dev target).
+
+``read_table("customers")`` reads ``<data_path>/customers.parquet`` or, failing that,
+``<data_path>/customers.csv``; a ``schema.table`` name uses only the table part. Writes go to
+``<data_path>/<table>.csv`` atomically, under a file lock so concurrent writers do not lose rows.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Iterator
+
+from airflow_mbt.errors import DataContractError, MBTInputError
+from airflow_mbt.plugins.base import DataConnector
+from airflow_mbt.runtime.files import atomic_target, config_path, locked
+
+SUFFIXES = (".parquet", ".csv")
+
+
+class LocalFileConnector(DataConnector):
+    """Config: ``data_path`` (default ``./sample_data``, relative to the project dir)."""
+
+    type_name = "local_file"
+
+    def __init__(self, config: dict, runtime=None):
+        super().__init__(config or {}, runtime)
+        self.data_path = config_path(self.config, "data_path", "./sample_data", runtime,
+                                     "data_connector.config.data_path")
+
+    # ---- names ----------------------------------------------------------------------------
+    @staticmethod
+    def _stem(table: str) -> str:
+        if not isinstance(table, str) or not table.strip():
+            raise MBTInputError(f"invalid table name {table!r}", field="table")
+        name = table.strip()
+        if name.endswith(SUFFIXES):  # "customers.csv" names the file itself
+            name = name.rsplit(".", 1)[0]
+        name = name.rsplit(".", 1)[-1]  # schema.table -> table
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise MBTInputError(f"invalid table name {table!r}", field="table",
+                                hint="the local_file connector reads <data_path>/<table>.parquet or .csv")
+        return name
+
+    def _source(self, table: str) -> Path:
+        stem = self._stem(table)
+        explicit = [s for s in SUFFIXES if table.strip().endswith(s)]
+        candidates = [self.data_path / f"{stem}{suffix}" for suffix in (explicit or SUFFIXES)]
+        for path in candidates:
+            if path.is_file():
+                return path
+        raise MBTInputError(f"table {table!r} not found: looked for {' and '.join(str(p) for p in candidates)}",
+                            field="table",
+                            hint="put a CSV or Parquet file there, or set data_connector.config.data_path")
+
+    # ---- reading --------------------------------------------------------------------------
+    def read_table(self, table: str, columns: list[str] | None = None):
+        import pandas as pd
+
+        path = self._source(table)
+        try:
+            if path.suffix == ".parquet":
+                return pd.read_parquet(path, columns=columns)
+            return pd.read_csv(path, usecols=columns)
+        except (ValueError, KeyError) as exc:
+            if columns is not None:
+                available = self._columns(path)
+                missing = [c for c in columns if c not in available]
+                if missing:
+                    raise DataContractError(f"columns {missing} not in {path}", field="columns",
+                                            hint=f"available: {', '.join(available)}") from None
+            raise MBTInputError(f"cannot read {path}: {exc}", field="table") from None
+
+    @staticmethod
+    def _columns(path: Path) -> list[str]:
+        import pandas as pd
+
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0).columns)
+
+    def iter_table(self, table: str, chunk_rows: int = 200_000) -> Iterator:
+        path = self._source(table)
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            for batch in pf.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+            return
+        import pandas as pd
+
+        with pd.read_csv(path, chunksize=chunk_rows) as reader:
+            yield from reader
+
+    # ---- writing --------------------------------------------------------------------------
+    def write_table(self, df, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
+        """Append ``df`` to ``<data_path>/<table>.csv``; rows of the existing file matching every
+        ``replace_where`` pair are dropped first. Existing values are kept as text (no re-parsing)."""
+        import pandas as pd
+
+        target = self.data_path / f"{self._stem(table)}.csv"
+        new_rows = _as_text(df)
+        with locked(target):
+            if target.is_file():
+                existing = pd.read_csv(target, dtype=str, keep_default_na=False)
+                if replace_where:
+                    existing = existing[~_matches(existing, replace_where)]
+                columns = list(existing.columns) + [c for c in new_rows.columns if c not in existing.columns]
+                combined = pd.concat([existing, new_rows], ignore_index=True).reindex(columns=columns)
+            else:
+                combined = new_rows
+            with atomic_target(target) as tmp:
+                combined.to_csv(tmp, index=False)
+        return len(df)
+
+
+def _as_text(df):
+    """The frame as it will appear in a CSV file, every cell a string ("" for missing)."""
+    import pandas as pd
+
+    if len(df.columns) == 0:
+        return pd.DataFrame()
+    return pd.read_csv(io.StringIO(df.to_csv(index=False)), dtype=str, keep_default_na=False)
+
+
+def _matches(existing, where: dict[str, Any]):
+    """Boolean mask of the rows of a text frame equal to all ``where`` values (compared as CSV text)."""
+    import pandas as pd
+
+    wanted = _as_text(pd.DataFrame({k: [v] for k, v in where.items()})).iloc[0]
+    mask = pd.Series(True, index=existing.index)
+    for column, value in wanted.items():
+        if column not in existing.columns:
+            return pd.Series(False, index=existing.index)
+        mask &= existing[column] == value
+    return mask

@@ -1,0 +1,1 @@
+"""Artifact storage plugins (entry-point group ``airflow_mbt.storage``)."""

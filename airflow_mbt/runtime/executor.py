@@ -1,0 +1,102 @@
+"""``execute_step``: the one way a step runs, whether from ``mbt run`` (in-process),
+``mbt step execute`` (one process per step) or ``MBTStepOperator``.
+
+It fetches the step's declared inputs from the run's artifact registry (sha256 verified), calls
+``airflow_mbt.steps.<step>.run(ctx, inputs)`` in a fresh work directory, checks and stores the
+declared outputs at ``<run_id>/<step>/<artifact><ext>`` and records them in one conditional
+registry update. Re-running a step for the same run overwrites its outputs (idempotent retries).
+The caller owns ``runtime`` and closes it (``run_pipeline`` does so after the last step).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from airflow_mbt.errors import MBTError, MBTInputError
+from airflow_mbt.manifest import Manifest
+from airflow_mbt.runtime import artifacts
+from airflow_mbt.runtime.context import StepContext, TargetRuntime
+from airflow_mbt.runtime.registry import ArtifactRegistry
+from airflow_mbt.runtime.run_id import validate_run_id
+
+log = logging.getLogger("airflow_mbt")
+
+STEP_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def step_module(step_name: str):
+    """Import ``airflow_mbt.steps.<step_name>`` (must define ``run(ctx, inputs)``)."""
+    module_name = f"airflow_mbt.steps.{step_name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise MBTError(f"step module {module_name} is not installed") from None
+    if not callable(getattr(module, "run", None)):
+        raise MBTError(f"step module {module_name} has no run(ctx, inputs) function")
+    return module
+
+
+def _producers(manifest: Manifest) -> dict[str, str]:
+    return {out: s.name for s in manifest.steps for out in s.output_names}
+
+
+def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: TargetRuntime, *,
+                 try_number: int = 1, work_dir: Path | str | None = None) -> dict:
+    """Run one step of one run; returns ``{"step", "name", "status", "seconds", "outputs", "run_id"}``
+    where ``outputs`` maps artifact names to URIs. Exceptions from the step propagate unchanged."""
+    if not isinstance(step_name, str) or not STEP_NAME.fullmatch(step_name):
+        raise MBTInputError(f"invalid step name {step_name!r}", field="--step")
+    step = manifest.step(step_name)
+    validate_run_id(run_id)
+    log.info("mbt step %s.%s run_id=%s try=%s target=%s", manifest.name, step.name, run_id,
+             try_number, manifest.target_name)
+    started = time.monotonic()
+    own_dir = work_dir is None
+    root = Path(tempfile.mkdtemp(prefix=f"mbt-{step.name}-")) if own_dir else Path(work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".mbt-io-", dir=root))
+    try:
+        storage = runtime.storage()
+        registry = ArtifactRegistry(storage, run_id)
+        registry.load()
+        producers = _producers(manifest)
+        inputs = {name: artifacts.fetch(storage, name, registry.lookup(name, producers.get(name)), scratch)
+                  for name in step.inputs}
+        module = step_module(step.name)
+        ctx = StepContext(manifest=manifest, step=step, run_id=run_id, runtime=runtime,
+                          work_dir=root, try_number=try_number)
+        outputs = module.run(ctx, inputs)
+        entries = _store_outputs(storage, run_id, step, outputs, scratch)
+        registry.record(entries)
+    except BaseException:
+        log.error("mbt step %s.%s run_id=%s failed after %.1fs", manifest.name, step.name, run_id,
+                  time.monotonic() - started)
+        raise
+    finally:
+        shutil.rmtree(scratch if not own_dir else root, ignore_errors=True)
+    seconds = round(time.monotonic() - started, 3)
+    log.info("mbt step %s.%s run_id=%s ok in %.1fs", manifest.name, step.name, run_id, seconds)
+    return {"step": step.name, "name": step.name, "status": "success", "seconds": seconds,
+            "outputs": {name: e["uri"] for name, e in entries.items()}, "run_id": run_id}
+
+
+def _store_outputs(storage, run_id: str, step, outputs, scratch: Path) -> dict[str, dict]:
+    if not isinstance(outputs, dict):
+        raise MBTError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict of outputs")
+    missing = [n for n in step.output_names if n not in outputs]
+    if missing:
+        raise MBTError(f"step {step.name!r} did not return its declared outputs: {', '.join(missing)}")
+    extra = sorted(set(outputs) - set(step.output_names))
+    if extra:
+        log.warning("step %s returned undeclared outputs (ignored): %s", step.name, ", ".join(extra))
+    kinds = step.output_kinds
+    return {name: artifacts.store(storage, run_id, step.name, name, kinds[name], outputs[name], scratch)
+            for name in step.output_names}
