@@ -1,0 +1,63 @@
+"""``evaluation.validation_criteria``: parse ``"<metric> <op> <number>"`` and enforce it.
+
+``parse_all`` is usable at compile time (it raises ``MBTInputError`` naming the list item);
+``enforce`` raises ``ValidationCriteriaError`` listing every failed criterion with its threshold and
+the actual value.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+from airflow_mbt.errors import MBTInputError, ValidationCriteriaError
+from airflow_mbt.ml.metrics import METRICS
+from airflow_mbt.pipeline.metrics import parse_criterion
+
+FIELD = "training.evaluation.validation_criteria"
+OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    metric: str
+    op: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+    def passes(self, actual: float | None) -> bool:
+        return actual is not None and OPS[self.op](actual, self.threshold)
+
+
+def parse(text: str, problem_type: str | None = None, index: int = 0) -> Criterion:
+    where = f"{FIELD}[{index}]"
+    parsed = parse_criterion(text)
+    if parsed is None:
+        raise MBTInputError(f"cannot parse criterion {text!r}", field=where,
+                            hint='write "<metric> <op> <number>", e.g. "roc_auc >= 0.7" (op: >=, >, <=, <, ==)')
+    metric, op, number = parsed
+    if problem_type and metric not in METRICS.get(problem_type, ()):
+        raise MBTInputError(f"metric {metric!r} is not computed for {problem_type}", field=where,
+                            hint=f"available: {', '.join(METRICS[problem_type])}")
+    return Criterion(metric, op, float(number))
+
+
+def parse_all(items: list[str] | None, problem_type: str | None = None) -> list[Criterion]:
+    return [parse(t, problem_type, i) for i, t in enumerate(items or [])]
+
+
+def evaluate(criteria: list[Criterion], metrics: dict[str, float | None]) -> list[dict]:
+    """One result per criterion: ``{"criterion", "metric", "threshold", "actual", "passed"}``."""
+    return [{"criterion": str(c), "metric": c.metric, "threshold": c.threshold,
+             "actual": metrics.get(c.metric), "passed": c.passes(metrics.get(c.metric))} for c in criteria]
+
+
+def enforce(results: list[dict]) -> None:
+    failed = [r for r in results if not r["passed"]]
+    if not failed:
+        return
+    parts = [f"{r['criterion']} (actual "
+             f"{'not available' if r['actual'] is None else format(r['actual'], '.4f')})" for r in failed]
+    raise ValidationCriteriaError("model failed validation criteria: " + "; ".join(parts))

@@ -1,0 +1,109 @@
+"""The label/id schema of a pipeline (``training.schema`` + ``project.problem_type``) and the
+mapping of raw label values onto the classes declared in the YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mbt.errors import DataContractError, MBTInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+PROBLEM_TYPES = ("binary_classification", "multiclass_classification", "regression")
+
+
+@dataclass
+class PipelineSchema:
+    problem_type: str
+    label_column: str
+    primary_key: str | None
+    ignored_columns: list[str] = field(default_factory=list)
+    classes: list[Any] | None = None
+    positive_class: Any = None
+
+    @property
+    def is_classification(self) -> bool:
+        return self.problem_type != "regression"
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PipelineSchema":
+        project = config.get("project") or {}
+        problem_type = project.get("problem_type")
+        if problem_type not in PROBLEM_TYPES:
+            raise MBTInputError(f"unknown problem_type {problem_type!r}", field="project.problem_type",
+                                hint=f"use one of: {', '.join(PROBLEM_TYPES)}")
+        schema = (config.get("training") or {}).get("schema") or {}
+        target = schema.get("target") or {}
+        label = target.get("label_column")
+        if not label:
+            raise MBTInputError("label_column is required", field="training.schema.target.label_column")
+        classes = target.get("classes")
+        positive = target.get("positive_class")
+        if problem_type == "regression":
+            classes, positive = None, None
+        elif classes is not None and positive is None and problem_type == "binary_classification":
+            positive = classes[-1]
+        return cls(problem_type=problem_type, label_column=label,
+                   primary_key=(schema.get("identifiers") or {}).get("primary_key"),
+                   ignored_columns=list(schema.get("ignored_columns") or []),
+                   classes=list(classes) if classes is not None else None, positive_class=positive)
+
+    def resolve_classes(self, y: "pd.Series") -> list[Any]:
+        """The declared classes, or the sorted distinct labels when the YAML declares none."""
+        if self.classes is not None:
+            return list(self.classes)
+        values = sorted({_plain(v) for v in y.dropna().unique()}, key=lambda v: (str(type(v)), v))
+        if self.problem_type == "binary_classification" and len(values) != 2:
+            raise DataContractError(f"binary classification needs exactly 2 label values, found {len(values)}",
+                                    field=f"label column {self.label_column!r}",
+                                    hint="declare training.schema.target.classes or fix problem_type")
+        return values
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalar -> Python scalar (JSON-serializable)."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def _class_key(v: Any) -> str:
+    v = _plain(v)
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    text = str(v).strip().lower()
+    return {"true": "1", "false": "0"}.get(text, text)
+
+
+def match_class(value: Any, classes: list[Any]) -> Any:
+    """The declared class equal to ``value`` (``True``/``1``/``1.0``/``"1"`` are one class);
+    ``KeyError`` when none matches."""
+    key = _class_key(value)
+    for c in classes:
+        if _class_key(c) == key:
+            return c
+    raise KeyError(value)
+
+
+def normalize_labels(y: "pd.Series", classes: list[Any], label_column: str) -> "pd.Series":
+    """Map raw label values (bool/str/float from a database or CSV) onto the declared classes.
+
+    Missing labels and values not among ``classes`` raise one ``DataContractError``."""
+    import pandas as pd
+
+    if y.isna().any():
+        raise DataContractError(f"{int(y.isna().sum())} rows have no label", field=f"label column {label_column!r}",
+                                hint="filter unlabeled rows in the label table")
+    mapping, unknown = {}, []
+    for v in y.unique():
+        try:
+            mapping[v] = match_class(v, classes)
+        except KeyError:
+            unknown.append(_plain(v))
+    if unknown:
+        raise DataContractError(f"label values {unknown[:10]} are not among the declared classes {classes}",
+                                field=f"label column {label_column!r}",
+                                hint="fix training.schema.target.classes")
+    return pd.Series([mapping[v] for v in y], index=y.index, name=y.name, dtype=object).infer_objects()
