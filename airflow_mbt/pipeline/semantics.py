@@ -184,7 +184,7 @@ def check_kind(doc: Located, kind: str) -> None:
         base = ("serving", "model_source", "run_id")
         run_id = _get(doc.value, *base)
         if RUN_ID_PLACEHOLDER.search(str(run_id).strip()):
-            raise doc.error(base, f"serving.model_source.run_id is still the placeholder {run_id!r}",
+            raise doc.error(base, f"still the placeholder {run_id!r}",
                             hint="paste the run id of the trained model from the MLflow UI "
                                  "(or write \"{{ var('model_run_id') }}\" and pass --vars model_run_id=...)")
         output = _get(doc.value, "serving", "output") or {}

@@ -1,0 +1,84 @@
+"""``mbt init``, ``mbt validate`` and ``mbt compile``."""
+
+from __future__ import annotations
+
+import sys
+
+from airflow_mbt.cli.context import names_of, project_of, target_of, vars_of
+from airflow_mbt.errors import MBTInputError
+
+
+def cmd_init(args) -> int:
+    from airflow_mbt.scaffold.project_init import init_project
+
+    dest = init_project(args.name, args.dir)
+    print(f"Created project {args.name!r} in {dest}")
+    print(f"Next:\n  cd {dest}\n  mbt validate training_churn_model_v1\n"
+          "  mbt run --select training_churn_model_v1 --target dev")
+    return 0
+
+
+def _each(names, action) -> int:
+    """Run ``action(name)`` for every pipeline; report input errors and go on; exit 2 if any failed."""
+    failed = 0
+    for name in names:
+        try:
+            action(name)
+        except MBTInputError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+    if failed and len(names) > 1:
+        print(f"{failed} of {len(names)} pipelines have errors", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _local_data_dir(project, target):
+    connector = target.section["data_connector"]
+    if connector.get("type") != "local_file":
+        return None
+    data_path = (connector.get("config") or {}).get("data_path")
+    if not isinstance(data_path, str):
+        return None
+    from pathlib import Path
+
+    path = Path(data_path)
+    return path if path.is_absolute() else project.root / path
+
+
+def cmd_validate(args) -> int:
+    from airflow_mbt.pipeline.validation import check_data_columns, validate_pipeline
+
+    project = project_of(args)
+    variables = vars_of(args)
+    target = target_of(project, args, variables)
+    data_dir = _local_data_dir(project, target)
+    names = names_of(project, args.names)
+
+    def one(name):
+        pipeline = validate_pipeline(project, name, variables)
+        if data_dir is not None:
+            check_data_columns(pipeline, data_dir)
+        print(f"Pipeline '{name}' is valid.")
+
+    return _each(names, one)
+
+
+def compile_one(project, name: str, target, variables: dict):
+    """Compile and write ``target/<name>/manifest.json``; returns the manifest."""
+    from airflow_mbt.pipeline.compiler import compile_pipeline
+
+    manifest = compile_pipeline(project, name, target, variables)
+    manifest.write(project.manifest_path(name))
+    return manifest
+
+
+def cmd_compile(args) -> int:
+    project = project_of(args)
+    variables = vars_of(args)
+    target = target_of(project, args, variables)
+
+    def one(name):
+        compile_one(project, name, target, variables)
+        print(f"Manifest saved to {project.relative(project.manifest_path(name))}")
+
+    return _each(names_of(project, args.names), one)

@@ -1,0 +1,113 @@
+"""Argument parser of ``mbt``: commands, options and help texts with examples."""
+
+from __future__ import annotations
+
+import argparse
+
+from airflow_mbt import __version__
+
+DESCRIPTION = """\
+mbt - declarative tabular ML pipelines: pipelines/*.yaml -> target/<name>/manifest.json,
+run locally (mbt run), one step per process (mbt step execute) or as Airflow DAGs."""
+
+EPILOG = """\
+examples:
+  mbt init demo-project
+  mbt validate
+  mbt compile training_churn_model_v1 --target dev
+  mbt run --select training_churn_model_v1 --target dev --vars max_runtime_secs=60
+  mbt deploy --target prod --dry-run
+
+exit codes: 0 ok, 1 a step or service failed, 2 bad input (YAML, profiles, arguments)."""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the command (``mbt -v run ...`` and ``mbt run ... -v``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--project-dir", metavar="DIR", default=argparse.SUPPRESS,
+                   help="project folder (default: nearest folder with profiles.yaml, upwards from here)")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log progress details and show tracebacks of unexpected errors")
+    return p
+
+
+def _target_options(p: argparse.ArgumentParser, vars_: bool = True) -> None:
+    p.add_argument("--target", "-t", metavar="T", help="target in profiles.yaml (default: the profile's `target:`)")
+    p.add_argument("--profile", metavar="P", help="profile in profiles.yaml (default: the only one, or the "
+                                                  "one named like the project folder)")
+    if vars_:
+        p.add_argument("--vars", action="append", metavar="K=V", default=[],
+                       help="template variable for {{ var('K') }}; repeatable, or a YAML mapping '{k: v}'")
+
+
+def _sub(subs, name: str, help_: str, examples: str, common) -> argparse.ArgumentParser:
+    return subs.add_parser(name, help=help_, description=help_, epilog=f"examples:\n{examples}",
+                           formatter_class=_Formatter, parents=[common])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="mbt", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_Formatter, parents=[common])
+    parser.add_argument("--version", action="version", version=f"mbt {__version__}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _sub(subs, "init", "create a new project folder that runs as is",
+             "  mbt init demo-project\n  mbt init demo-project --dir ~/work", common)
+    p.add_argument("name", metavar="NAME", help="folder (and profile) name")
+    p.add_argument("--dir", metavar="PARENT", default=".", help="create the folder under PARENT (default: .)")
+
+    p = _sub(subs, "validate", "check pipelines (YAML, schema, metrics, sample data columns)",
+             "  mbt validate\n  mbt validate training_churn_model_v1 --vars max_runtime_secs=60", common)
+    p.add_argument("names", nargs="*", metavar="NAME", help="pipelines to check (default: all but _base files)")
+    _target_options(p)
+
+    p = _sub(subs, "compile", "write target/<NAME>/manifest.json for a target",
+             "  mbt compile training_churn_model_v1 --target dev\n  mbt compile --target prod", common)
+    p.add_argument("names", nargs="*", metavar="NAME", help="pipelines to compile (default: all but _base files)")
+    _target_options(p)
+
+    p = _sub(subs, "run", "compile, then run every step of a pipeline in this process",
+             "  mbt run --select training_churn_model_v1 --target dev\n"
+             "  mbt run --select training_churn_model_v1 --vars max_runtime_secs=30", common)
+    p.add_argument("--select", "-s", required=True, metavar="NAME", help="the pipeline to run")
+    p.add_argument("--run-id", metavar="R", help="run id to use (default: a new run_YYYYMMDD_HHMMSS_xxxx)")
+    _target_options(p)
+
+    p = _sub(subs, "step", "run one step of a compiled pipeline (used by pods and operators)",
+             "  mbt step execute --pipeline training_churn_model_v1 --step train_model \\\n"
+             "      --target prod --run-id run_20260101_000000_ab12", common)
+    step_subs = p.add_subparsers(dest="step_command", metavar="ACTION")
+    step_subs.required = True
+    e = _sub(step_subs, "execute", "execute one step of one run",
+             "  mbt step execute --pipeline training_churn_model_v1 --step load_data --target dev \\\n"
+             "      --run-id run_20260101_000000_ab12\n"
+             "  mbt step execute --pipeline P --step S --target prod --run-id R \\\n"
+             "      --manifest s3://mbt-pipeline-artifacts/manifests/P/manifest.json --manifest-hash sha256:...",
+             common)
+    e.add_argument("--pipeline", required=True, metavar="N")
+    e.add_argument("--step", required=True, metavar="S")
+    e.add_argument("--target", required=True, metavar="T", help="must match the manifest's target")
+    e.add_argument("--run-id", required=True, metavar="R")
+    e.add_argument("--manifest", metavar="PATH_OR_URI", help="default: target/<N>/manifest.json in the project")
+    e.add_argument("--manifest-hash", metavar="sha256:HEX", help="refuse any other manifest version")
+    e.add_argument("--manifest-conn-id", metavar="CONN", default=None,
+                   help="Airflow connection for an s3:// manifest (default: the store's default)")
+    e.add_argument("--try-number", type=int, default=1, metavar="K")
+
+    p = _sub(subs, "deploy", "publish compiled manifests of a target for the Airflow DAG loader",
+             "  mbt compile --target prod && mbt deploy --target prod\n"
+             "  mbt deploy --target prod --select training_churn_model_v1 --dry-run", common)
+    p.add_argument("--target", "-t", required=True, metavar="T")
+    p.add_argument("--profile", metavar="P")
+    p.add_argument("--select", "-s", action="append", metavar="NAME", default=[],
+                   help="only these pipelines (repeatable; default: every manifest compiled for T)")
+    p.add_argument("--to", metavar="URI", help="destination (default: the target's manifests.uri)")
+    p.add_argument("--conn-id", metavar="CONN", help="connection for the destination (default: manifests.conn_id)")
+    p.add_argument("--force", action="store_true", help="overwrite a deployed pipeline whose content changed")
+    p.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    return parser
