@@ -1,0 +1,119 @@
+"""``MBTKubernetesStepOperator``: run one manifest step as ``mbt step execute`` in a pod.
+
+Image, namespace and service account come from the manifest target's ``executor.config``;
+container requests/limits from the step's ``resources``. Connections reach the pod only as
+``AIRFLOW_CONN_<ID>`` env vars that reference Kubernetes Secrets (``secretKeyRef``, key = conn
+id, from ``executor.config.connection_secrets``) - never as values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kubernetes.client import models as k8s
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+from airflow_mbt.errors import MBTInputError
+from airflow_mbt.operators.failures import NON_RETRYABLE_EXIT_CODES
+from airflow_mbt.operators.run_id import RUN_ID_TEMPLATE, RunIdTemplateMixin
+
+_CONN_ID = re.compile(r"[A-Za-z0-9_]+")
+_LABEL = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, manifest_hash: str) -> list[str]:
+    """Arguments of ``mbt`` in the pod (run id and try number rendered at run time)."""
+    return ["step", "execute", "--pipeline", pipeline, "--step", step, "--target", target,
+            "--run-id", RUN_ID_TEMPLATE, "--manifest", manifest_uri, "--manifest-hash", manifest_hash,
+            "--try-number", "{{ ti.try_number }}"]
+
+
+def connection_env(connection_secrets: dict) -> list[k8s.V1EnvVar]:
+    """``AIRFLOW_CONN_<ID>`` from ``secretKeyRef`` {name: secret, key: conn id} per connection."""
+    env = []
+    for conn_id, secret in sorted((connection_secrets or {}).items()):
+        if not _CONN_ID.fullmatch(str(conn_id)) or not secret:
+            raise MBTInputError(f"invalid connection_secrets entry {conn_id!r}: {secret!r}",
+                                field="executor.config.connection_secrets",
+                                hint="map an Airflow conn id to the name of a Kubernetes Secret holding "
+                                     "the connection URI/JSON under the key <conn id>")
+        env.append(k8s.V1EnvVar(
+            name=f"AIRFLOW_CONN_{str(conn_id).upper()}",
+            value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=conn_id))))
+    return env
+
+
+def container_resources(resources: dict | None) -> k8s.V1ResourceRequirements | None:
+    """Step ``resources`` ({"cpu": "2", "memory": "4Gi"}) as equal requests and limits."""
+    res = {k: str(v) for k, v in (resources or {}).items() if v not in (None, "")}
+    if not res:
+        return None
+    return k8s.V1ResourceRequirements(requests=dict(res), limits=dict(res))
+
+
+def _label(value: str) -> str:
+    return _LABEL.sub("-", value)[:63].strip("-_.") or "x"
+
+
+class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
+    """One step of a manifest in its own pod; see the module docstring."""
+
+    template_fields = tuple(KubernetesPodOperator.template_fields) + ("manifest_uri", "manifest_hash")
+
+    def __init__(self, *, pipeline: str, step: str, manifest_uri: str, manifest_hash: str, target: str,
+                 executor_config: dict | None = None, resources: dict | None = None,
+                 manifest_conn_id: str | None = None, **kwargs: Any) -> None:
+        cfg = dict(executor_config or {})
+        image = kwargs.pop("image", None) or cfg.get("image")
+        if not image:
+            raise MBTInputError(f"pipeline {pipeline!r}: the kubernetes executor needs an image",
+                                field=f"outputs.{target}.executor.config.image",
+                                hint="e.g. image: zot-registry:5050/mbt-runner:latest")
+        env = [k8s.V1EnvVar(name="MBT_RUN_ID", value=RUN_ID_TEMPLATE),
+               k8s.V1EnvVar(name="MBT_TRY_NUMBER", value="{{ ti.try_number }}")]
+        if manifest_conn_id:
+            env.append(k8s.V1EnvVar(name="MBT_MANIFESTS_CONN_ID", value=manifest_conn_id))
+        env += connection_env(cfg.get("connection_secrets") or {})
+        kwargs.setdefault("task_id", step)
+        kwargs.setdefault("name", f"mbt-{pipeline}-{step}".replace("_", "-").lower()[:50])
+        kwargs.setdefault("namespace", cfg.get("namespace"))
+        kwargs.setdefault("service_account_name", cfg.get("service_account"))
+        kwargs.setdefault("labels", {"app.kubernetes.io/name": "mbt-step", "mbt/pipeline": _label(pipeline),
+                                     "mbt/step": _label(step)})
+        kwargs.setdefault("get_logs", True)
+        kwargs.setdefault("on_finish_action", "delete_succeeded_pod")
+        if cfg.get("image_pull_policy"):
+            kwargs.setdefault("image_pull_policy", cfg["image_pull_policy"])
+        super().__init__(image=image, cmds=["mbt"],
+                         arguments=step_arguments(pipeline, step, target, manifest_uri, manifest_hash),
+                         env_vars=env + list(kwargs.pop("env_vars", None) or []),
+                         container_resources=kwargs.pop("container_resources", None) or container_resources(resources),
+                         **kwargs)
+        self.pipeline = pipeline
+        self.step = step
+        self.target = target
+        self.manifest_uri = manifest_uri
+        self.manifest_hash = manifest_hash
+
+    def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
+        """A pod that exited with a non-retryable code (bad input, data contract) fails the task
+        without further retries."""
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+        try:
+            super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+        except AirflowException as exc:
+            if _exit_code(remote_pod, self.base_container_name) in NON_RETRYABLE_EXIT_CODES:
+                raise AirflowFailException(f"mbt step {self.pipeline}.{self.step} failed with a "
+                                           f"non-retryable error: {exc}") from exc
+            raise
+
+
+def _exit_code(remote_pod, container: str) -> int | None:
+    statuses = (remote_pod.status.container_statuses if remote_pod and remote_pod.status else None) or []
+    for status in statuses:
+        if status.name == container and status.state and status.state.terminated:
+            return status.state.terminated.exit_code
+    return None
