@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Local Airflow 3 servers for the mbt stack (api-server, scheduler, dag-processor): up | down | status.
+#
+# Runs from the project venv (.venv) on the stack's PostgreSQL (airflow_db), LocalExecutor,
+# AIRFLOW_HOME=.stack/airflow, logs in .stack/logs/airflow-<component>.log, pid files in
+# .stack/pids/airflow-<component>.pid. Call it after `scripts/stack.sh up`: the mbt_* connections
+# come from the AIRFLOW_CONN_* variables in scripts/stack.env and are handed to the servers as
+# environment (never stored or typed by hand). UI/REST login: admin / admin (simple auth manager).
+# Idempotent: `up` starts only what is not running; `down` stops everything and waits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${MBT_VENV:-$ROOT/.venv}
+STACK_DIR=$ROOT/.stack
+LOG_DIR=$STACK_DIR/logs
+PID_DIR=$STACK_DIR/pids
+# Process spawning / stopping with pid files and log tails are shared with scripts/stack.sh.
+# shellcheck source=scripts/stack/lib.sh
+. "$ROOT/scripts/stack/lib.sh"
+say() { echo "[airflow] $*"; }
+die() { echo "[airflow] ERROR: $*" >&2; exit 1; }
+
+export AIRFLOW_HOME=$STACK_DIR/airflow
+PORT=${AIRFLOW_PORT:-8080}
+URL=http://127.0.0.1:$PORT
+UP_TIMEOUT=${AIRFLOW_UP_TIMEOUT:-180}
+COMPONENTS=(api-server scheduler dag-processor)
+
+load_env() {
+  # Connections and S3 keys of the local stack (written by scripts/stack.sh).
+  local envfile=${MBT_STACK_ENV:-$ROOT/scripts/stack.env}
+  [ -f "$envfile" ] || die "$envfile not found: run scripts/stack.sh up first"
+  set -a
+  # shellcheck disable=SC1090
+  . "$envfile"
+  set +a
+  local c
+  for c in AIRFLOW_CONN_MBT_WAREHOUSE AIRFLOW_CONN_MBT_S3 AIRFLOW_CONN_MBT_MLFLOW AIRFLOW_CONN_MBT_H2O; do
+    [ -n "${!c:-}" ] || die "$c is not set by $envfile (scripts/stack.sh up writes it)"
+  done
+
+  mkdir -p "$AIRFLOW_HOME" "$LOG_DIR" "$PID_DIR"
+  # Per-installation secrets, generated once, shared by all three servers (tokens signed by the
+  # scheduler must validate in the api-server). Kept out of git under .stack/.
+  local secrets=$AIRFLOW_HOME/secrets.env
+  if [ ! -s "$secrets" ]; then
+    (umask 077; "$VENV/bin/python" - > "$secrets" <<'EOF'
+import base64, secrets
+print("AIRFLOW__API_AUTH__JWT_SECRET=" + secrets.token_urlsafe(48))
+print("AIRFLOW__API__SECRET_KEY=" + secrets.token_urlsafe(32))
+print("AIRFLOW__CORE__FERNET_KEY=" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+EOF
+    )
+  fi
+  set -a
+  # shellcheck disable=SC1090
+  . "$secrets"
+  set +a
+  # Known admin login for the UI, the REST API and the tests.
+  local pwfile=$AIRFLOW_HOME/simple_auth_manager_passwords.json
+  echo '{"admin": "admin"}' > "$pwfile"
+
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://airflow_user:airflow_password@127.0.0.1:5432/airflow_db}
+  export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+  export AIRFLOW__CORE__PARALLELISM=4
+  export AIRFLOW__CORE__DAGS_FOLDER=${MBT_AIRFLOW_DAGS_FOLDER:-$ROOT/dags}
+  export AIRFLOW__CORE__LOAD_EXAMPLES=False
+  export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$pwfile
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$URL/execution/
+  export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
+  export AIRFLOW__API__HOST=127.0.0.1
+  export AIRFLOW__API__PORT=$PORT
+  export AIRFLOW__API__BASE_URL=$URL
+  # The loader DAG file never changes while manifests come and go in S3: re-parse it often.
+  export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=5
+  export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=10
+  export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1
+  export AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT=120
+  export MBT_MANIFESTS_URI=${MBT_MANIFESTS_URI:-s3://mbt-pipeline-artifacts/manifests/}
+  export AIRFLOW__MBT__MANIFESTS_URI=$MBT_MANIFESTS_URI
+}
+
+check_db() {
+  "$VENV/bin/python" - <<'EOF' || die "cannot reach airflow_db on 127.0.0.1:5432 as airflow_user: run scripts/stack.sh up first"
+import os, sys
+import psycopg2
+url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://")
+try:
+    psycopg2.connect(url, connect_timeout=5).close()
+except Exception as exc:
+    print(f"[airflow] PostgreSQL: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+    sys.exit(1)
+EOF
+}
+
+start() {
+  local comp=$1
+  shift
+  if alive "airflow-$comp"; then
+    say "$comp already running (pid $(pid_of "airflow-$comp"))"
+    return
+  fi
+  # Own process group (setsid), so stopping it also stops its workers.
+  stack_spawn "airflow-$comp" "$VENV/bin/airflow" "$comp" "$@"
+  say "$comp started (pid $(pid_of "airflow-$comp"), log $LOG_DIR/airflow-$comp.log)"
+}
+
+health_json() {
+  "$VENV/bin/python" - "$URL/api/v2/monitor/health" <<'EOF'
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        print(json.dumps(json.load(r)))
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+wait_healthy() {
+  local deadline=$((SECONDS + UP_TIMEOUT)) h comp bad
+  while :; do
+    for comp in "${COMPONENTS[@]}"; do
+      if ! alive "airflow-$comp"; then
+        echo "[airflow] ERROR: $comp exited during start-up; log: $LOG_DIR/airflow-$comp.log" >&2
+        log_tail "airflow-$comp" 40
+        exit 1
+      fi
+    done
+    if h=$(health_json); then
+      bad=$(echo "$h" | "$VENV/bin/python" -c '
+import json, sys
+h = json.load(sys.stdin)
+names = {"metadatabase": "metadatabase", "scheduler": "scheduler", "dag_processor": "dag-processor"}
+print(" ".join(v for k, v in names.items() if (h.get(k) or {}).get("status") != "healthy"))')
+      if [ -z "$bad" ]; then
+        say "healthy: $URL (login admin/admin)"
+        return 0
+      fi
+    else
+      bad=api-server
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      for comp in $bad; do
+        [ "$comp" = metadatabase ] && comp=api-server
+        echo "[airflow] $comp log ($LOG_DIR/airflow-$comp.log):" >&2
+        log_tail "airflow-$comp" 40
+      done
+      die "not healthy after ${UP_TIMEOUT}s: $bad (health: $URL/api/v2/monitor/health)"
+    fi
+    sleep 2
+  done
+}
+
+up() {
+  [ -x "$VENV/bin/airflow" ] || die "$VENV/bin/airflow missing: run scripts/bootstrap.sh"
+  load_env
+  check_db
+  if ! alive airflow-api-server && port_open "$PORT"; then
+    die "port $PORT is taken by a process this script did not start"
+  fi
+  say "migrating the metadata database (airflow_db)"
+  "$VENV/bin/airflow" db migrate >> "$LOG_DIR/airflow-migrate.log" 2>&1 \
+    || { log_tail airflow-migrate 40; die "airflow db migrate failed (log: $LOG_DIR/airflow-migrate.log)"; }
+  start api-server --host 127.0.0.1 --port "$PORT" --workers 1
+  # --skip-serve-logs: the log server binds every interface; task logs are local files here.
+  start scheduler --skip-serve-logs
+  start dag-processor
+  wait_healthy
+}
+
+down() {
+  local comp
+  for comp in dag-processor scheduler api-server; do
+    if alive "airflow-$comp"; then
+      stack_kill "airflow-$comp" 30
+      say "$comp stopped"
+    fi
+    rm -f "$PID_DIR/airflow-$comp.pid"
+  done
+}
+
+status() {
+  local comp rc=0 h
+  for comp in "${COMPONENTS[@]}"; do
+    if alive "airflow-$comp"; then
+      echo "$comp: running (pid $(pid_of "airflow-$comp"))"
+    else
+      echo "$comp: stopped"
+      rc=1
+    fi
+  done
+  if h=$(health_json); then
+    echo "health: $h"
+  else
+    echo "health: $URL/api/v2/monitor/health not answering"
+    rc=1
+  fi
+  return $rc
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
