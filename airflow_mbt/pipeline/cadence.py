@@ -12,6 +12,8 @@ _ITEM = re.compile(r"^(\*|\d+(?:-\d+)?)(?:/(\d+))?$")
 def cron_problem(expr: str) -> str | None:
     """Why ``expr`` is not a valid 5-field cron, or ``None`` when it is."""
     parts = expr.split()
+    if len(parts) == 1:
+        return "not a named cadence (hourly, daily, weekly, monthly) nor a 5-field cron"
     if len(parts) != 5:
         return f"a cron expression has 5 fields (minute hour day month weekday), got {len(parts)}"
     for part, (label, low, high) in zip(parts, _FIELDS):

@@ -43,7 +43,12 @@ def _kind(value: Any) -> str:
 
 
 def suggest(word: str, choices) -> str | None:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    """``did you mean 'x'?`` for a close spelling or a unique containing choice; else None."""
+    word, choices = str(word), [str(c) for c in choices]
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [c for c in choices if word.lower() in c.lower() or c.lower() in word.lower()]
+        close = close if len(close) == 1 else []
     return f"did you mean {close[0]!r}?" if close else None
 
 
@@ -62,14 +67,14 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
         key = extra[0] if extra else "?"
         hint = _choices_hint(key, allowed) if allowed else "this mapping takes no keys"
         return path + (key,), f"unknown key {key!r}", hint
-    if v == "propertyNames":
-        names = (schema.get("propertyNames") or {}).get("enum") or []
-        bad = [k for k in inst if names and k not in names]
-        key = bad[0] if bad else "?"
-        return path + (key,), f"unknown name {key!r}", _choices_hint(key, names)
+    if "propertyNames" in error.schema_path and v == "enum":  # a mapping key outside its enum
+        return path + (inst,), f"unknown name {inst!r}", _choices_hint(inst, error.validator_value)
     if v == "required":
         missing = [k for k in error.validator_value if k not in inst]
         key = missing[0] if missing else "?"
+        for unknown in (k for k in inst if k not in schema.get("properties", {})):
+            if suggest(unknown, [key]):  # a misspelt required key: report the typo instead
+                return path + (unknown,), f"unknown key {unknown!r}", f"did you mean {key!r}?"
         where = path if path else ()
         return where, f"missing required field {'.'.join(map(str, path + (key,)))!r}", \
             f"add `{key}:` under {'.'.join(map(str, path)) or 'the top level'}"
@@ -105,7 +110,7 @@ def validate(doc: Located, schema_path: Path, what: str = "document") -> None:
     errors = list(validator.iter_errors(doc.value))
     if not errors:
         return
-    described = [_describe(e, doc) for e in errors]
+    described = list(dict.fromkeys(_describe(e, doc) for e in errors))
 
     def order(item):
         loc = doc.loc(item[0])

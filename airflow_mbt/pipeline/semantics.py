@@ -47,6 +47,11 @@ def _get(value, *path):
     return value
 
 
+def _typed(value):
+    """Comparable without YAML surprises (``yes`` is True, and True == 1 in Python)."""
+    return (type(value).__name__ if isinstance(value, bool) else "value", value)
+
+
 def kind_of(config: dict) -> str:
     return "serving" if "serving" in config else "training"
 
@@ -54,7 +59,7 @@ def kind_of(config: dict) -> str:
 def check_project(doc: Located, stem: str) -> None:
     name = _get(doc.value, "project", "name")
     if name != stem:
-        raise doc.error(("project", "name"), f"project.name {name!r} does not match the file name {stem!r}",
+        raise doc.error(("project", "name"), f"{name!r} does not match the file name {stem!r}",
                         hint=f"set `name: {stem}` or rename the file to {name}.yaml")
 
 
@@ -116,8 +121,10 @@ def check_target(doc: Located, problem_type: str) -> None:
     if positive is not None:
         if problem_type != "binary_classification":
             raise doc.error(base + ("positive_class",), "positive_class is only used by binary_classification")
-        if classes is not None and positive not in classes:
-            raise doc.error(base + ("positive_class",), f"positive_class {positive!r} is not one of classes {classes}")
+        if classes is not None and _typed(positive) not in [_typed(c) for c in classes]:
+            raise doc.error(base + ("positive_class",), f"positive_class {positive!r} is not one of classes {classes}",
+                            hint="YAML reads yes/no/on/off as true/false: quote such values"
+                            if isinstance(positive, bool) else None)
 
 
 def check_framework(doc: Located, problem_type: str) -> None:
