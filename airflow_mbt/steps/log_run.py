@@ -1,0 +1,11 @@
+"""Step ``log_run``: log the trained model, metrics, plots and the manifest to MLflow
+(see ``tracking.run_logger``); outputs the ``mlflow_run`` json of CONTRACTS §3."""
+
+from __future__ import annotations
+
+
+def run(ctx, inputs: dict) -> dict:
+    from airflow_mbt.tracking.run_logger import log_training_run
+
+    return {"mlflow_run": log_training_run(ctx, inputs["model"], inputs["preprocessor"], inputs["metrics"],
+                                           inputs.get("plots"))}

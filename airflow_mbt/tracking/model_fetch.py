@@ -1,0 +1,69 @@
+"""Fetch a logged mbt model (model directory + preprocessor) back from an MLflow run id."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from airflow_mbt.errors import InfraError, MBTInputError
+from airflow_mbt.tracking import store
+from airflow_mbt.tracking.pyfunc import MODEL_DIR, PREPROCESSOR
+from airflow_mbt.tracking.run_logger import MODEL_NAME, MODEL_URI_TAG
+
+FIELD = "serving.model_source.run_id"
+MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def _pyfunc_artifacts(local: Path) -> tuple[Path, Path]:
+    """Paths of the model directory and preprocessor inside a downloaded pyfunc model."""
+    from mlflow.models import Model
+
+    try:
+        declared = Model.load(str(local / "MLmodel")).flavors["python_function"].get("artifacts") or {}
+    except (OSError, KeyError):
+        declared = {}
+    paths = {name: local / spec["path"] for name, spec in declared.items() if isinstance(spec, dict) and "path" in spec}
+    return paths.get(MODEL_DIR, local / "missing"), paths.get(PREPROCESSOR, local / "missing")
+
+
+def fetch(runtime, run_id: str, dest: Path) -> tuple[Path, dict]:
+    """Download the model of MLflow run ``run_id`` into ``dest`` (created fresh); returns
+    ``(model_dir, preprocessor)``. An unknown run is an ``MBTInputError`` naming the field."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(run_id, str) or not run_id.strip() or "<" in run_id:
+        raise MBTInputError(f"not an MLflow run id: {run_id!r}", field=FIELD,
+                            hint="paste the run id of a training run (MLflow UI or `mbt run` output)")
+    run_id = run_id.strip()
+    with store.session(runtime) as target:
+        client = store.client(target)
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code in MISSING:
+                raise MBTInputError(f"MLflow run {run_id!r} does not exist at {target.tracking_uri}", field=FIELD,
+                                    hint="copy the run id of a finished training run from the MLflow UI") from None
+            raise InfraError("MLflow", f"{target.tracking_uri}: {exc.error_code}") from None
+        if run.info.lifecycle_stage == "deleted":
+            raise MBTInputError(f"MLflow run {run_id!r} was deleted", field=FIELD)
+        model_uri = run.data.tags.get(MODEL_URI_TAG, f"runs:/{run_id}/{MODEL_NAME}")
+        with tempfile.TemporaryDirectory(prefix="mbt-fetch-") as tmp:
+            try:
+                # download_artifacts(tracking_uri=...) still resolves models:/ through the global
+                # URI, so scope the global one instead
+                with store.fluent_tracking_uri(target.tracking_uri):
+                    local = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+            except MlflowException as exc:
+                raise MBTInputError(f"MLflow run {run_id!r} has no mbt model ({exc.error_code})", field=FIELD,
+                                    hint="use the run id of an mbt training run (its log_run step succeeded)") from None
+            source_dir, pre_file = _pyfunc_artifacts(local)
+            if not source_dir.is_dir() or not pre_file.is_file():
+                raise MBTInputError(f"MLflow run {run_id!r} holds a model that was not logged by mbt", field=FIELD)
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir(parents=True)
+            model_dir = Path(shutil.copytree(source_dir, dest / "model"))
+            return model_dir, json.loads(pre_file.read_text(encoding="utf-8"))
