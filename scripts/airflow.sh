@@ -80,6 +80,8 @@ EOF
   export AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT=120
   export MBT_MANIFESTS_URI=${MBT_MANIFESTS_URI:-s3://mbt-pipeline-artifacts/manifests/}
   export AIRFLOW__MBT__MANIFESTS_URI=$MBT_MANIFESTS_URI
+  # Manifest cache: ask S3 at most every 5 s, so a fresh `mbt deploy` shows up within seconds.
+  export AIRFLOW__MBT__CACHE_TTL_SECONDS=${AIRFLOW__MBT__CACHE_TTL_SECONDS:-5}
 }
 
 check_db() {
