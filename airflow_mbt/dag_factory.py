@@ -57,10 +57,16 @@ def build_dag(manifest, manifest_uri: str, *, manifest_conn_id: str | None = Non
     from airflow.sdk import DAG
 
     kind = executor_type(manifest)
+    if kind not in ("local", "kubernetes"):
+        from airflow_mbt.errors import MBTInputError
+
+        raise MBTInputError(f"unknown executor type {kind!r}", field=f"outputs.{manifest.target_name}.executor.type",
+                            hint="use local or kubernetes")
     tags = sorted({*manifest.pipeline.get("tags", []), manifest.kind, "mbt"})
     with DAG(dag_id=manifest.name, schedule=manifest.schedule, start_date=START_DATE, catchup=False,
              max_active_runs=1, default_args=default_args(manifest), tags=tags, doc_md=doc_md(manifest),
-             description=f"mbt {manifest.kind} pipeline {manifest.name} ({manifest.target_name})") as dag:
+             description=f"mbt {manifest.kind} pipeline {manifest.name} ({manifest.target_name})",
+             auto_register=False) as dag:  # collected from the loader's globals() only when complete
         common = dict(pipeline=manifest.name, manifest_uri=manifest_uri, manifest_hash=manifest.content_hash,
                       target=manifest.target_name, manifest_conn_id=manifest_conn_id)
         tasks = {}
@@ -71,15 +77,10 @@ def build_dag(manifest, manifest_uri: str, *, manifest_conn_id: str | None = Non
                 tasks[step.name] = MBTKubernetesStepOperator(
                     step=step.name, executor_config=(manifest.target.get("executor") or {}).get("config") or {},
                     resources=step.resources, **common)
-            elif kind == "local":
+            else:
                 from airflow_mbt.operators.step import MBTStepOperator
 
                 tasks[step.name] = MBTStepOperator(step=step.name, project_dir=project_dir, **common)
-            else:
-                from airflow_mbt.errors import MBTInputError
-
-                raise MBTInputError(f"unknown executor type {kind!r}", field=f"outputs.{manifest.target_name}.executor.type",
-                                    hint="use local or kubernetes")
         for step in manifest.steps:
             for upstream in step.depends_on:
                 tasks[upstream] >> tasks[step.name]

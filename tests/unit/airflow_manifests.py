@@ -13,6 +13,7 @@ SOURCE_YAML = """schema_version: 1
 project:
   name: {name}
   owner: ds-team
+# a secret stays a reference in the source text: {{ secret('PG_PASSWORD') }}
 """
 
 
@@ -43,7 +44,7 @@ def build_manifest(name: str, kind: str = "training", *, executor: str = "local"
         "mbt_version": "0.1.0",
         "pipeline": {"name": name, "kind": kind, "problem_type": "binary_classification", "owner": "ds-team",
                      "experiment_name": "churn_prediction", "tags": ["churn"], "framework": "sklearn",
-                     "source_file": f"pipelines/{name}.yaml", "source_yaml": SOURCE_YAML.format(name=name)},
+                     "source_file": f"pipelines/{name}.yaml", "source_yaml": SOURCE_YAML.replace("{name}", name)},
         "schedule": schedule or SCHEDULES[kind],
         "target": {"name": "prod" if executor == "kubernetes" else "dev", "profile": "demo-project",
                    "executor": executor_section(executor),
