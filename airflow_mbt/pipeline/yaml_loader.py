@@ -18,6 +18,10 @@ import yaml
 from airflow_mbt.errors import MBTInputError
 
 INCLUDE_TAG = "!include"
+_Y = "tag:yaml.org,2002:"
+_MERGE_TAG, _TIMESTAMP_TAG = _Y + "merge", _Y + "timestamp"
+_PLAIN_TAGS = {_Y + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp")}
+_PLAIN_TAGS.add(INCLUDE_TAG)
 
 
 @dataclass(frozen=True)
@@ -112,33 +116,46 @@ class _Builder:
         locs.setdefault(at, _mark_loc(node.start_mark, shown))
         if node.tag == INCLUDE_TAG:
             return self._include(node, at, locs, shown, path, chain)
+        if node.tag not in _PLAIN_TAGS:
+            raise MBTInputError(f"unsupported YAML tag {node.tag!r}", file=shown, line=node.start_mark.line + 1,
+                                col=node.start_mark.column + 1, field=dotted(at) or None,
+                                hint="only plain mappings, lists, scalars and !include are allowed")
         if isinstance(node, yaml.MappingNode):
+            own = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
             self._constructor.flatten_mapping(node)
+            merged = len(node.value) - own  # entries from `<<: *anchor`, which own keys may override
             out: dict = {}
-            for key_node, value_node in node.value:
+            own_keys: set = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise MBTInputError("mapping keys must be plain scalars", file=shown,
                                         line=key_node.start_mark.line + 1, col=key_node.start_mark.column + 1)
-                key = self._constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, (str, int, float, bool)) or key is None:
-                    key = str(key)
-                if key in out:
+                key = self._scalar(key_node)
+                key = key if isinstance(key, str) else str(key_node.value)
+                if key in own_keys:
                     first = locs.get(at + (key,))
                     raise MBTInputError(f"duplicate key {key!r}", file=shown, line=key_node.start_mark.line + 1,
                                         col=key_node.start_mark.column + 1, field=dotted(at + (key,)),
                                         hint=f"first defined at line {first.line}" if first else None)
+                if index >= merged:
+                    own_keys.add(key)
                 locs[at + (key,)] = _mark_loc(key_node.start_mark, shown)
                 out[key] = self._walk(value_node, at + (key,), locs, shown, path, chain)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._walk(item, at + (i,), locs, shown, path, chain) for i, item in enumerate(node.value)]
         try:
-            return self._constructor.construct_object(node, deep=True)
+            return self._scalar(node)
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark or node.start_mark
             raise MBTInputError(f"unsupported YAML value ({exc.problem})", file=shown, line=mark.line + 1,
                                 col=mark.column + 1, field=dotted(at) or None,
                                 hint="only plain mappings, lists, scalars and !include are allowed") from None
+
+    def _scalar(self, node):
+        if node.tag == _TIMESTAMP_TAG:  # dates stay text: the manifest is JSON
+            return str(node.value)
+        return self._constructor.construct_object(node, deep=True)
 
     def _include(self, node, at, locs, shown, path, chain):
         loc = _mark_loc(node.start_mark, shown)

@@ -1,0 +1,132 @@
+"""The ``mbt`` executable, run as a subprocess: outputs, files and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MBT = Path(sys.executable).with_name("mbt")
+TRAIN = "training_churn_model_v1"
+SERVE = "serving_churn_model_v1"
+
+
+def mbt(*args, cwd=None, check_rc=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBT_")}
+    proc = subprocess.run([str(MBT), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, (proc.stdout, proc.stderr)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    parent = tmp_path_factory.mktemp("cli")
+    mbt("init", "demo-project", cwd=parent, check_rc=0)
+    return parent / "demo-project"
+
+
+def test_version_and_help():
+    assert mbt("--version", check_rc=0).stdout.strip() == "mbt 0.1.0"
+    out = mbt("--help", check_rc=0).stdout
+    for command in ("init", "validate", "compile", "run", "step", "deploy"):
+        assert command in out
+    assert "examples:" in out
+    for command in (["init"], ["validate"], ["compile"], ["run"], ["step", "execute"], ["deploy"]):
+        text = mbt(*command, "--help", check_rc=0).stdout
+        assert "examples:" in text and "mbt " + command[0] in text
+
+
+def test_no_command_prints_help_and_exits_2():
+    proc = mbt()
+    assert proc.returncode == 2 and "usage: mbt" in proc.stdout
+
+
+def test_init_refuses_existing_folder(project):
+    proc = mbt("init", project.name, cwd=project.parent, check_rc=2)
+    assert "already exists" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_validate_reports_each_pipeline(project):
+    proc = mbt("validate", TRAIN, cwd=project / "pipelines", check_rc=0)  # found by walking up
+    assert proc.stdout.strip() == f"Pipeline '{TRAIN}' is valid."
+    proc = mbt("validate", cwd=project, check_rc=2)  # serving still has the run id placeholder
+    assert f"Pipeline '{TRAIN}' is valid." in proc.stdout
+    assert f"pipelines/{SERVE}.yaml:" in proc.stderr and "paste the run id" in proc.stderr
+    assert "1 of 2 pipelines have errors" in proc.stderr
+
+
+def test_compile_writes_manifest(project):
+    proc = mbt("--project-dir", project, "compile", TRAIN, "--target", "dev", "--vars", "max_runtime_secs=45",
+               check_rc=0)
+    assert proc.stdout.strip() == f"Manifest saved to target/{TRAIN}/manifest.json"
+    data = json.loads((project / "target" / TRAIN / "manifest.json").read_text())
+    assert data["config"]["training"]["model_training"]["config"]["max_runtime_secs"] == 45
+    assert [s["name"] for s in data["steps"]] == ["load_data", "split_data", "train_model", "evaluate", "log_run"]
+    first = (project / "target" / TRAIN / "manifest.json").read_bytes()
+    mbt("compile", TRAIN, "--target", "dev", "--vars", "{max_runtime_secs: 45}", "--project-dir", project, check_rc=0)
+    assert (project / "target" / TRAIN / "manifest.json").read_bytes() == first
+
+
+def test_compile_unknown_target_is_input_error(project):
+    proc = mbt("compile", TRAIN, "--target", "staging", cwd=project, check_rc=2)
+    assert proc.stderr.startswith("error: profiles.yaml:") and "unknown target 'staging'" in proc.stderr
+
+
+def test_step_execute_checks_the_manifest(project):
+    mbt("compile", TRAIN, "--target", "dev", cwd=project, check_rc=0)
+    base = ["step", "execute", "--pipeline", TRAIN, "--step", "load_data", "--run-id", "run_20260101_000000_ab12"]
+    proc = mbt(*base, "--target", "prod", cwd=project, check_rc=2)
+    assert "compiled for target 'dev', not 'prod'" in proc.stderr
+    proc = mbt(*base, "--target", "dev", "--manifest-hash", "sha256:" + "0" * 64, cwd=project, check_rc=2)
+    assert "--manifest-hash" in proc.stderr
+    manifest = project / "target" / TRAIN / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"seed": 42', '"seed": 43', 1))
+    proc = mbt(*base, "--target", "dev", cwd=project, check_rc=2)
+    assert "content_hash does not match" in proc.stderr
+
+
+def test_step_execute_runs_one_step(project):
+    mbt("compile", TRAIN, "--target", "dev", cwd=project, check_rc=0)
+    proc = mbt("step", "execute", "--pipeline", TRAIN, "--step", "load_data", "--target", "dev",
+               "--run-id", "run_20260101_000000_cd34", cwd=project, check_rc=0)
+    assert "Step 'load_data'" in proc.stdout and "raw_data:" in proc.stdout
+    assert (project / "local_artifacts" / "run_20260101_000000_cd34" / "load_data").is_dir()
+
+
+def test_deploy_dry_run_and_publish(project, tmp_path):
+    mbt("compile", TRAIN, "--target", "prod", cwd=project, check_rc=0)
+    store = tmp_path / "store"
+    proc = mbt("deploy", "--target", "prod", "--to", store, "--dry-run", cwd=project, check_rc=0)
+    assert proc.stdout.startswith("(dry run) create") and TRAIN in proc.stdout
+    assert not store.exists()
+    proc = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=0)
+    assert (store / TRAIN / "manifest.json").is_file()
+    assert "unchanged" in mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=0).stdout
+    mbt("compile", TRAIN, "--target", "prod", "--vars", "max_runtime_secs=99", cwd=project, check_rc=0)
+    proc = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=1)
+    assert "refused" in proc.stdout and "--force" in proc.stderr
+    assert "update" in mbt("deploy", "--target", "prod", "--to", store, "--force", cwd=project, check_rc=0).stdout
+
+
+def test_unexpected_errors_need_verbose_for_a_traceback(project):
+    # a manifest that is valid JSON with a good hash but a broken step list: an unexpected error
+    from airflow_mbt.manifest import Manifest
+
+    path = project / "target" / "broken" / "manifest.json"
+    good = json.loads((project / "target" / TRAIN / "manifest.json").read_text()) \
+        if (project / "target" / TRAIN / "manifest.json").exists() else None
+    assert good is not None
+    good["pipeline"]["name"] = "broken"
+    good["steps"] = [{"name": "load_data"}]
+    Manifest.build({k: v for k, v in good.items() if k != "content_hash"}).write(path)
+    args = ["step", "execute", "--pipeline", "broken", "--step", "load_data", "--target", good["target"]["name"],
+            "--run-id", "run_20260101_000000_ef56"]
+    quiet = mbt(*args, cwd=project, check_rc=1)
+    assert "unexpected KeyError" in quiet.stderr and "Traceback" not in quiet.stderr and "-v" in quiet.stderr
+    loud = mbt("-v", *args, cwd=project, check_rc=1)
+    assert "Traceback" in loud.stderr

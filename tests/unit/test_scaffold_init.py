@@ -1,0 +1,66 @@
+"""`mbt init`: the generated project is complete, valid and copies the deployment files."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_mbt.errors import MBTInputError
+from airflow_mbt.pipeline.validation import check_data_columns, validate_pipeline
+from airflow_mbt.project.profiles import resolve_target
+from airflow_mbt.project.root import Project
+from airflow_mbt.scaffold.project_init import FILES_DIR, init_project
+
+
+def test_layout(tmp_path):
+    root = init_project("acme-ml", tmp_path)
+    for rel in ("profiles.yaml", "pipelines/_base_churn.yaml", "pipelines/training_churn_model_v1.yaml",
+                "pipelines/serving_churn_model_v1.yaml", "lib/__init__.py", "lib/features.py", ".gitignore",
+                "sample_data/customers.csv", "sample_data/customers_to_score.csv", "README.md"):
+        assert (root / rel).is_file(), rel
+    assert not (root / "gitignore.txt").exists()
+    ignored = (root / ".gitignore").read_text().split()
+    for entry in ("target/", "local_artifacts/", "mlruns/", "*.pyc", "__pycache__/"):
+        assert entry in ignored
+    assert (root / "profiles.yaml").read_text().startswith("#") and "acme-ml:" in (root / "profiles.yaml").read_text()
+    assert "__PROJECT_NAME__" not in (root / "README.md").read_text()
+
+
+def test_deployment_files_are_copied_when_present(tmp_path):
+    root = init_project("p", tmp_path)
+    for name in ("Dockerfile", ".woodpecker.yml"):
+        if (FILES_DIR / name).is_file():
+            assert (root / name).read_bytes() == (FILES_DIR / name).read_bytes()
+
+
+def test_generated_project_validates_for_both_targets(tmp_path):
+    project = Project(init_project("p", tmp_path))
+    for target in ("dev", "prod"):
+        t = resolve_target(project, target, env={})
+        assert t.warnings == []
+    pipeline = validate_pipeline(project, "training_churn_model_v1", env={})
+    check_data_columns(pipeline, project.root / "sample_data")
+    assert pipeline.config["training"]["model_training"]["config"]["max_runtime_secs"] == 300
+    assert pipeline.config["training"]["evaluation"]["validation_criteria"] == ["roc_auc >= 0.6"]
+    with pytest.raises(MBTInputError, match="placeholder"):
+        validate_pipeline(project, "serving_churn_model_v1", env={})
+
+
+def test_example_transform_works(tmp_path):
+    import importlib.util
+
+    import pandas as pd
+
+    root = init_project("p", tmp_path)
+    spec = importlib.util.spec_from_file_location("features", root / "lib" / "features.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    df = pd.DataFrame({"total_charges": [100.0, None, 5.0], "tenure": [10, 3, 0]})
+    out = module.add_charges_per_month(df)
+    assert out["charges_per_month"].iloc[0] == 10.0 and out["charges_per_month"].isna().tolist() == [False, True, True]
+    assert "charges_per_month" not in df
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a b", "-x"])
+def test_bad_names(tmp_path, name):
+    with pytest.raises(MBTInputError):
+        init_project(name, tmp_path)
