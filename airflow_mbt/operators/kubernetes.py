@@ -23,11 +23,15 @@ _CONN_ID = re.compile(r"[A-Za-z0-9_]+")
 _LABEL = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, manifest_hash: str) -> list[str]:
+def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, manifest_hash: str,
+                   manifest_conn_id: str | None = None) -> list[str]:
     """Arguments of ``mbt`` in the pod (run id and try number rendered at run time)."""
-    return ["step", "execute", "--pipeline", pipeline, "--step", step, "--target", target,
+    args = ["step", "execute", "--pipeline", pipeline, "--step", step, "--target", target,
             "--run-id", RUN_ID_TEMPLATE, "--manifest", manifest_uri, "--manifest-hash", manifest_hash,
             "--try-number", "{{ ti.try_number }}"]
+    if manifest_conn_id:
+        args += ["--manifest-conn-id", manifest_conn_id]
+    return args
 
 
 def connection_env(connection_secrets: dict) -> list[k8s.V1EnvVar]:
@@ -73,8 +77,6 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
                                 hint="e.g. image: zot-registry:5050/mbt-runner:latest")
         env = [k8s.V1EnvVar(name="MBT_RUN_ID", value=RUN_ID_TEMPLATE),
                k8s.V1EnvVar(name="MBT_TRY_NUMBER", value="{{ ti.try_number }}")]
-        if manifest_conn_id:
-            env.append(k8s.V1EnvVar(name="MBT_MANIFESTS_CONN_ID", value=manifest_conn_id))
         env += connection_env(cfg.get("connection_secrets") or {})
         kwargs.setdefault("task_id", step)
         kwargs.setdefault("name", f"mbt-{pipeline}-{step}".replace("_", "-").lower()[:50])
@@ -87,7 +89,8 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
         if cfg.get("image_pull_policy"):
             kwargs.setdefault("image_pull_policy", cfg["image_pull_policy"])
         super().__init__(image=image, cmds=["mbt"],
-                         arguments=step_arguments(pipeline, step, target, manifest_uri, manifest_hash),
+                         arguments=step_arguments(pipeline, step, target, manifest_uri, manifest_hash,
+                                                   manifest_conn_id),
                          env_vars=env + list(kwargs.pop("env_vars", None) or []),
                          container_resources=kwargs.pop("container_resources", None) or container_resources(resources),
                          **kwargs)

@@ -59,13 +59,13 @@ def test_pod_image_namespace_service_account_and_args(k8s_dag):
     assert container["command"] == ["mbt"]
     assert container["args"] == ["step", "execute", "--pipeline", "train_k8s", "--step", "train_model",
                                  "--target", "prod", "--run-id", run_id, "--manifest", PINNED,
-                                 "--manifest-hash", manifest.content_hash, "--try-number", "2"]
+                                 "--manifest-hash", manifest.content_hash, "--try-number", "2",
+                                 "--manifest-conn-id", "mbt_s3"]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
                                       "limits": {"cpu": "2", "memory": "4Gi"}}
     env = {e["name"]: e for e in container["env"]}
     assert env["MBT_RUN_ID"]["value"] == run_id
     assert env["MBT_TRY_NUMBER"]["value"] == "2"
-    assert env["MBT_MANIFESTS_CONN_ID"]["value"] == "mbt_s3"
 
 
 def test_connections_come_from_secret_key_refs(k8s_dag):
