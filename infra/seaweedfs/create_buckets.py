@@ -27,9 +27,15 @@ def main() -> int:
         try:
             existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
             break
-        except (EndpointConnectionError, ClientError) as exc:
-            print(f"waiting for S3 ({type(exc).__name__}), attempt {attempt + 1}/60", flush=True)
-            time.sleep(2)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status < 500:  # wrong keys or a refused request: waiting will not help
+                print(f"S3 refused the request: {exc.response.get('Error', {}).get('Code')}", file=sys.stderr)
+                return 1
+            print(f"waiting for S3 (HTTP {status}), attempt {attempt + 1}/60", flush=True)
+        except EndpointConnectionError:
+            print(f"waiting for S3 (no connection), attempt {attempt + 1}/60", flush=True)
+        time.sleep(2)
     else:
         print("S3 did not answer in 120 s", file=sys.stderr)
         return 1
