@@ -1,0 +1,321 @@
+"""The ``h2o_automl`` framework: H2O AutoML on a cluster, the leader saved as a MOJO.
+
+Cluster (target ``h2o`` section):
+
+* ``url`` or ``conn_id`` (``H2OHook``): connect to an existing cluster (prod; the shared server).
+* otherwise (``mode: local``): a private JVM on ``127.0.0.1:<port>`` (default 54331, never the
+  shared server's 54321) with a bounded heap (``max_mem_size``, default ``2g``); if an H2O of the
+  same version already answers there it is reused and left running.
+
+Training uploads the features + label (classification labels as a factor), runs ``H2OAutoML``
+with the config keys (``max_runtime_secs``, ``max_models``, ``sort_metric``, ``seed``,
+``nfolds``, ``exclude_algos``, ...) and saves the leader with ``download_mojo``. Prediction needs
+no cluster: ``h2o.mojo_predict_pandas`` with the ``h2o.jar`` of the installed package as the
+genmodel jar, so serving works in any process. ``cleanup()`` removes from the cluster every key
+this framework instance created (frames, AutoML project, leaderboard models and their CV
+artifacts) and shuts down only a JVM it started itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_mbt.errors import InfraError, MBTInputError
+from airflow_mbt.plugins.base import Framework
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger("airflow_mbt")
+
+FIELD = "training.model_training.config"
+SHARED_PORT = 54321
+DEFAULT_PORT = 54331
+DEFAULT_MEM = "2g"
+MOJO_FILE = "model.zip"
+INFO_FILE = "h2o_model.json"
+LABEL = "__mbt_label__"
+PROBE_TIMEOUT = 10
+AUTOML_ID = re.compile(r"AutoML_\d+_\d+_\d+")
+MOJO_JAVA_OPTIONS = "-Xmx1g -XX:ReservedCodeCacheSize=128m"
+
+
+@dataclass
+class H2OTrained:
+    """What ``train`` returns: the AutoML run and its leader, still on the cluster."""
+
+    automl: Any
+    leader: Any
+    feature_columns: list[str]
+    problem_type: str
+    model_ids: list[str] = field(default_factory=list)
+    response_levels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class H2OMojo:
+    """What ``load`` returns: a MOJO file and the saved training info (no cluster needed)."""
+
+    path: Path
+    info: dict
+
+
+def genmodel_jar() -> Path:
+    """The h2o.jar shipped inside the h2o package (it contains the MOJO scoring classes)."""
+    import h2o
+
+    return Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
+
+
+def _reachable(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/3/Cloud", timeout=PROBE_TIMEOUT) as resp:
+            resp.read(64)
+        return True
+    except urllib.error.HTTPError:  # it answered (auth required, ...): a server is there
+        return True
+    except OSError:
+        return False
+
+
+def automl_options(config: dict) -> dict:
+    """Validate ``model_training.config`` against ``H2OAutoML``'s parameters."""
+    from h2o.automl import H2OAutoML
+
+    valid = [p for p in inspect.signature(H2OAutoML.__init__).parameters if p not in ("self", "kwargs")]
+    options = dict(config or {})
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise MBTInputError(f"H2OAutoML has no option {', '.join(map(repr, unknown))}", field=f"{FIELD}.{unknown[0]}",
+                            hint=f"valid options: {', '.join(valid)}")
+    for key in ("max_runtime_secs", "max_models", "nfolds", "seed"):
+        if key in options and (isinstance(options[key], bool) or not isinstance(options[key], int)):
+            raise MBTInputError(f"{key} must be an integer, got {options[key]!r}", field=f"{FIELD}.{key}")
+    return options
+
+
+class H2OAutoMLFramework(Framework):
+    name = "h2o_automl"
+
+    def __init__(self, runtime):
+        super().__init__(runtime)
+        self._started = False
+        self._connected_url: str | None = None
+        self._frames: list[str] = []
+        self._projects: list[str] = []
+        self._models: list[str] = []
+
+    # ---- cluster ---------------------------------------------------------------------------
+    def _settings(self) -> dict:
+        return self.runtime.section("h2o") if self.runtime is not None else {}
+
+    def connect(self) -> str:
+        """Attach the h2o client to the target's cluster (starting a private JVM in local mode);
+        returns the cluster URL."""
+        import h2o
+
+        if self._connected_url:
+            return self._connected_url
+        sec = self._settings()
+        if sec.get("conn_id") or sec.get("url"):
+            if sec.get("conn_id"):
+                from airflow_mbt.hooks.h2o import H2OHook
+
+                kwargs = H2OHook(sec["conn_id"]).connect_kwargs()
+            else:
+                kwargs = {"url": str(sec["url"]).rstrip("/"), "verbose": False}
+            url = kwargs["url"]
+            if not _reachable(url):
+                raise InfraError("H2O", f"no H2O cluster answers at {url}",
+                                 hint="check the target's h2o section / the mbt_h2o connection")
+            try:
+                h2o.connect(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - version mismatch, auth, ...
+                raise InfraError("H2O", f"cannot attach to {url}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        else:
+            port = int(sec.get("port", DEFAULT_PORT))
+            if port == SHARED_PORT:
+                raise MBTInputError(f"port {SHARED_PORT} belongs to the shared H2O server", field="h2o.port",
+                                    hint=f"use url: http://127.0.0.1:{SHARED_PORT} to train there, or another port "
+                                         f"(default {DEFAULT_PORT}) for a private JVM")
+            url = f"http://127.0.0.1:{port}"
+            if _reachable(url):
+                try:
+                    h2o.connect(url=url, verbose=False)
+                except Exception as exc:  # noqa: BLE001
+                    raise InfraError("H2O", f"port {port} is taken by something that is not a usable H2O "
+                                            f"({type(exc).__name__})", hint="set h2o.port to a free port") from None
+            else:
+                try:
+                    h2o.init(ip="127.0.0.1", port=port, max_mem_size=str(sec.get("max_mem_size", DEFAULT_MEM)),
+                             name=str(sec.get("name") or f"mbt_{uuid.uuid4().hex[:8]}"),
+                             nthreads=int(sec.get("nthreads", -1)), as_port=True, verbose=False,
+                             strict_version_check=True)
+                except Exception as exc:  # noqa: BLE001 - java missing, port busy, ...
+                    raise InfraError("H2O", f"could not start a local H2O JVM on {url}: "
+                                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
+                self._started = True
+                log.info("started a local H2O JVM on %s (heap %s)", url, sec.get("max_mem_size", DEFAULT_MEM))
+        h2o.no_progress()
+        self._connected_url = url
+        return url
+
+    # ---- training --------------------------------------------------------------------------
+    def train(self, X: "pd.DataFrame", y: "pd.Series", problem_type: str, config: dict, ctx) -> H2OTrained:
+        import h2o
+        from h2o.automl import H2OAutoML
+
+        options = automl_options(config)
+        self.connect()
+        run = re.sub(r"[^A-Za-z0-9_]", "_", getattr(ctx, "run_id", "run"))
+        project = str(options.pop("project_name", None) or f"mbt_{run}_{uuid.uuid4().hex[:6]}")
+        frame = X.reset_index(drop=True).copy()
+        classification = problem_type != "regression"
+        frame[LABEL] = [str(v) for v in y] if classification else y.astype("float64").to_numpy()
+        types = {c: ("enum" if frame[c].dtype == object else "real") for c in X.columns}
+        types[LABEL] = "enum" if classification else "real"
+        train_frame = h2o.H2OFrame(frame, destination_frame=f"{project}_train", column_types=types)
+        self._frames.append(train_frame.frame_id)
+        if classification and train_frame.types.get(LABEL) != "enum":
+            train_frame[LABEL] = train_frame[LABEL].asfactor()
+        if classification and "sort_metric" in options and problem_type == "multiclass_classification" \
+                and str(options["sort_metric"]).upper() == "AUC":
+            options["sort_metric"] = "mean_per_class_error"
+        automl = H2OAutoML(project_name=project, **options)
+        self._projects.append(project)
+        automl.train(x=list(X.columns), y=LABEL, training_frame=train_frame)
+        board = automl.leaderboard.as_data_frame(use_multi_thread=True) if automl.leaderboard is not None else None
+        model_ids = [str(m) for m in board["model_id"]] if board is not None and len(board) else []
+        self._models.extend(model_ids)
+        self._models.extend(sorted({m.group(0) for mid in model_ids for m in [AUTOML_ID.search(mid)] if m}))
+        if automl.leader is None:
+            raise MBTInputError("H2O AutoML finished without training any model", field=f"{FIELD}.max_runtime_secs",
+                                hint="give AutoML more time (max_runtime_secs) or more models (max_models)")
+        log.info("H2O AutoML %s: %d models, leader %s", project, len(model_ids), automl.leader.model_id)
+        levels = train_frame.levels()[-1] if classification else []
+        return H2OTrained(automl=automl, leader=automl.leader, feature_columns=list(X.columns),
+                          problem_type=problem_type, model_ids=model_ids, response_levels=[str(v) for v in levels])
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, model: H2OTrained, directory: Path) -> None:
+        import h2o
+
+        directory.mkdir(parents=True, exist_ok=True)
+        written = Path(model.leader.download_mojo(path=str(directory), get_genmodel_jar=False))
+        if written.name != MOJO_FILE:
+            shutil.move(str(written), directory / MOJO_FILE)
+        board = model.automl.leaderboard.as_data_frame(use_multi_thread=True).head(20)
+        info = {"file": MOJO_FILE, "leader": model.leader.model_id, "algo": model.leader.algo,
+                "h2o_version": h2o.__version__, "label": LABEL, "response_levels": model.response_levels,
+                "feature_columns": model.feature_columns,
+                "leaderboard": json.loads(board.to_json(orient="records")),
+                "feature_importance": self.feature_importance(model)}
+        (directory / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+
+    def load(self, directory: Path) -> H2OMojo:
+        directory = Path(directory)
+        path = directory / MOJO_FILE
+        if not path.exists():
+            raise MBTInputError(f"{path} not found", hint="the model directory was not written by h2o_automl")
+        info = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))
+        return H2OMojo(path=path, info=info)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def predict(self, model: H2OMojo, X: "pd.DataFrame", problem_type: str) -> "pd.DataFrame":
+        import h2o
+        import pandas as pd
+
+        from airflow_mbt.ml.metrics import proba_column
+
+        if not isinstance(model, H2OMojo):
+            raise TypeError("h2o_automl predicts from a loaded MOJO (framework.load(directory))")
+        raw = h2o.mojo_predict_pandas(X.reset_index(drop=True), mojo_zip_path=str(model.path),
+                                      genmodel_jar_path=str(genmodel_jar()), java_options=MOJO_JAVA_OPTIONS,
+                                      verbose=False)
+        if len(raw) != len(X):
+            raise InfraError("H2O", f"MOJO scoring returned {len(raw)} rows for {len(X)} inputs")
+        out = pd.DataFrame(index=X.index)
+        if problem_type == "regression":
+            out["prediction"] = raw["predict"].astype("float64").to_numpy()
+            return out
+        out["prediction"] = raw["predict"].astype(str).to_numpy()
+        levels = model.info.get("response_levels") or []
+        for col in raw.columns:
+            col = str(col)
+            if col == "predict" or col.startswith("cal_"):
+                continue
+            level = col
+            if col not in levels and re.fullmatch(r"p\d+", col) and int(col[1:]) < len(levels):
+                level = levels[int(col[1:])]  # PredictCsv names class probabilities p0, p1, ...
+            out[proba_column(level)] = raw[col].astype("float64").to_numpy()
+        return out
+
+    def feature_importance(self, model: Any) -> dict[str, float]:
+        if isinstance(model, H2OMojo):
+            return dict(model.info.get("feature_importance") or {})
+        import h2o
+
+        candidates = [model.leader] + [h2o.get_model(mid) for mid in model.model_ids[1:6]]
+        for candidate in candidates:
+            try:
+                table = candidate.varimp(use_pandas=True)
+            except Exception:  # noqa: BLE001 - stacked ensembles have no varimp
+                table = None
+            if table is not None and len(table):
+                return {str(r["variable"]): float(r["scaled_importance"]) for _, r in table.iterrows()}
+        return {}
+
+    # ---- cleanup ---------------------------------------------------------------------------
+    def created_keys(self) -> list[str]:
+        """Keys on the cluster that this instance created (frames, AutoML, models, CV outputs)."""
+        import h2o
+
+        markers = self._frames + self._projects + self._models
+        if not markers:
+            return []
+        session = getattr(h2o.connection(), "session_id", None)
+        if session:
+            markers = markers + [str(session)]
+        keys = [str(k) for k in h2o.ls()["key"]]
+        return [k for k in keys if any(m in k for m in markers)]
+
+    def cleanup(self) -> None:
+        """Remove this run's keys from the cluster; shut down the JVM only if we started it."""
+        if not self._connected_url:
+            return
+        import h2o
+
+        try:
+            for project in self._projects:
+                try:
+                    h2o.remove(project, cascade=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            for key in self.created_keys():
+                try:
+                    h2o.remove(key, cascade=True)
+                except Exception:  # noqa: BLE001 - removed with its parent
+                    pass
+            left = self.created_keys()
+            if left:
+                log.warning("H2O keys left after cleanup: %s", ", ".join(left[:10]))
+        finally:
+            if self._started:
+                try:
+                    h2o.cluster().shutdown()
+                except Exception:  # noqa: BLE001 - the JVM may already be gone
+                    log.warning("H2O shutdown failed", exc_info=True)
+                self._started = False
+            self._frames, self._projects, self._models = [], [], []
+            self._connected_url = None
