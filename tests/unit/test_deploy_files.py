@@ -469,6 +469,40 @@ def test_helm_worker_service_account_is_the_one_allowed_to_launch_step_pods():
     assert {"kind": "ServiceAccount", "name": sa, "namespace": "airflow"} in binding["subjects"]
 
 
+@lru_cache
+def _airflow_options() -> dict[str, set[str]]:
+    """Options Airflow declares (core, installed providers, airflow-mbt's [mbt])."""
+    from airflow.configuration import conf
+
+    return {section: set(body.get("options", {})) for section, body in conf.configuration_description.items()}
+
+
+def _unknown_options(pairs) -> list[str]:
+    known = _airflow_options()
+    return [f"[{s}] {k}" for s, k in pairs if k not in known.get(s, set())]
+
+
+def test_airflow_option_check_knows_real_options_only():
+    assert _unknown_options([("core", "execution_api_server_url"), ("mbt", "manifests_uri"),
+                             ("kubernetes_executor", "delete_worker_pods")]) == []
+    assert _unknown_options([("core", "paralelism"), ("nosuch", "x")]) == ["[core] paralelism", "[nosuch] x"]
+
+
+def test_helm_config_sets_only_options_airflow_declares():
+    config = _helm()["config"]
+    assert _unknown_options((s, k) for s, body in config.items() for k in body) == []
+
+
+def test_compose_airflow_env_sets_only_options_airflow_declares():
+    pairs = set()
+    for svc in _compose()["services"].values():
+        for key in svc.get("environment", {}):
+            if key.startswith("AIRFLOW__"):
+                section, _, option = key[len("AIRFLOW__"):].lower().partition("__")
+                pairs.add((section, option))
+    assert pairs and _unknown_options(sorted(pairs)) == []
+
+
 # ---------------------------------------------------------------- Kubernetes manifests
 
 def _k8s_files() -> list[Path]:
