@@ -80,7 +80,12 @@ def cmd_run(args) -> int:
     run_id = validate_run_id(args.run_id, "--run-id") if args.run_id else new_run_id()
     print(f"Run id: {run_id}  (pipeline {manifest.name}, target {manifest.target_name})", flush=True)
     runtime = TargetRuntime.from_manifest(manifest, project_dir=project.root)
-    results = run_pipeline(manifest, runtime, run_id=run_id, progress=Progress())
+    try:
+        results = run_pipeline(manifest, runtime, run_id=run_id, progress=Progress())
+    except BaseException:
+        print(f"Run {run_id} failed; step results in "
+              f"{project.relative(project.root / 'target' / manifest.name / 'run_results.json')}", file=sys.stderr)
+        raise
     _summary(manifest, runtime, project, results)
     return 0
 
@@ -129,12 +134,11 @@ def cmd_step_execute(args) -> int:
     try:
         result = execute_step(manifest, args.step, args.run_id, runtime, try_number=args.try_number)
     except Exception as exc:
-        exc.step = getattr(exc, "step", None) or args.step
-        if not str(exc).startswith("step "):
-            from airflow_mbt.errors import MBTError
+        from airflow_mbt.errors import MBTError
 
-            if isinstance(exc, MBTError) and not isinstance(exc, MBTInputError):
-                exc.args = (f"step {args.step!r} failed: {exc}",)
+        exc.step = getattr(exc, "step", None) or args.step
+        if isinstance(exc, MBTError) and not str(exc).startswith("step "):
+            exc.args = (f"step {args.step!r} failed: {exc}",)  # what the CLI prints
         raise
     finally:
         runtime.close()

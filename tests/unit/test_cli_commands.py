@@ -130,3 +130,35 @@ def test_unexpected_errors_need_verbose_for_a_traceback(project):
     assert "unexpected KeyError" in quiet.stderr and "Traceback" not in quiet.stderr and "-v" in quiet.stderr
     loud = mbt("-v", *args, cwd=project, check_rc=1)
     assert "Traceback" in loud.stderr
+
+
+
+def test_run_input_failure_in_a_step_exits_2(tmp_path):
+    mbt("init", "failing", cwd=tmp_path, check_rc=0)
+    project = tmp_path / "failing"
+    (project / "lib" / "features.py").write_text("def explode(df):\n    raise ValueError('boom in transform')\n")
+    base = project / "pipelines" / "_base_churn.yaml"
+    base.write_text(base.read_text().replace("custom_transforms: []", 'custom_transforms: ["lib.features:explode"]'))
+    proc = mbt("run", "--select", TRAIN, "--target", "dev", cwd=project, check_rc=2)
+    assert "Run id: run_" in proc.stdout and "[1/5] load_data ... ok (" in proc.stdout
+    assert "[3/5] train_model ... skipped" in proc.stdout
+    assert "step 'split_data' failed" in proc.stderr and "boom in transform" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert json.loads((project / "target" / TRAIN / "run_results.json").read_text())["status"] == "failed"
+
+
+def test_run_validation_criteria_failure_exits_1(tmp_path):
+    mbt("init", "strict", cwd=tmp_path, check_rc=0)
+    project = tmp_path / "strict"
+    (project / "pipelines" / f"{TRAIN}.yaml").write_text(
+        "base_pipeline: _base_churn\n"
+        f"project: {{name: {TRAIN}}}\n"
+        "deployment: {cadence: daily}\n"
+        "training:\n"
+        "  model_training: {framework: sklearn, config: {model: RandomForestClassifier, n_estimators: 5}}\n"
+        "  evaluation: {validation_criteria: ['roc_auc >= 0.999']}\n")
+    proc = mbt("run", "--select", TRAIN, "--target", "dev", cwd=project, check_rc=1)
+    assert "[4/5] evaluate ... FAILED" in proc.stdout and "[5/5] log_run ... skipped" in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "step 'evaluate' failed" in errors[0] and "roc_auc" in errors[0]
+    assert "Traceback" not in proc.stderr
