@@ -24,8 +24,12 @@ def proba_column(cls: Any) -> str:
 
 
 def _safe(fn, *args, **kwargs) -> float | None:
+    import warnings
+
     try:
-        value = float(fn(*args, **kwargs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined metrics come back as None instead
+            value = float(fn(*args, **kwargs))
     except ValueError:
         return None
     return None if math.isnan(value) else value
