@@ -655,6 +655,19 @@ def test_compose_dependencies_and_ports_are_consistent():
             ports[host] = name
 
 
+def test_compose_ci_steps_join_the_stack_network():
+    doc = _compose()
+    agent = doc["services"]["woodpecker-agent"]["environment"]
+    assert agent["WOODPECKER_BACKEND_DOCKER_NETWORK"] == doc["networks"]["mbt"]["name"]
+    assert agent["WOODPECKER_SERVER"].split(":")[0] == "woodpecker-server"
+    zot = doc["services"]["zot"]
+    assert "zot-registry" in zot["networks"]["mbt"]["aliases"]
+    config = json.loads((COMPOSE.parent / "zot" / "config.json").read_text(encoding="utf-8"))
+    registry_port = _profile_prod_image().split("/")[0].split(":")[1]
+    assert config["http"]["port"] == registry_port, "zot-registry:<port> must work inside the network too"
+    assert f"127.0.0.1:{registry_port}:{registry_port}" in zot["ports"]
+
+
 def test_compose_file_follows_the_compose_specification():
     from compose_spec import PyCompose
 
