@@ -2,7 +2,8 @@
 
 Every check raises ``MBTInputError`` located at the offending field.
 
-sklearn models are checked without importing sklearn: ``model`` must be an identifier; a name
+sklearn models are checked without importing sklearn: ``model`` (optional; the framework has a
+default) must be an identifier; a name
 that is not in ``SKLEARN_MODELS`` but close to one is reported as a typo (did-you-mean), any
 other identifier is accepted and ``train_model`` fails clearly if sklearn has no such estimator.
 """
@@ -33,10 +34,14 @@ SKLEARN_MODELS = {
         "ElasticNet", "SGDRegressor", "DecisionTreeRegressor", "KNeighborsRegressor", "SVR", "LinearSVR",
         "MLPRegressor", "BaggingRegressor"),
 }
+# H2OAutoML.__init__ parameters of h2o 3.46 (kept static: validate must not import h2o)
 H2O_AUTOML_KEYS = (
-    "max_runtime_secs", "max_models", "sort_metric", "seed", "nfolds", "balance_classes",
-    "exclude_algos", "include_algos", "stopping_metric", "stopping_rounds", "stopping_tolerance",
-    "max_runtime_secs_per_model", "keep_cross_validation_predictions", "project_name", "verbosity")
+    "nfolds", "balance_classes", "class_sampling_factors", "max_after_balance_size", "max_runtime_secs",
+    "max_runtime_secs_per_model", "max_models", "distribution", "stopping_metric", "stopping_tolerance",
+    "stopping_rounds", "seed", "project_name", "exclude_algos", "include_algos", "exploitation_ratio",
+    "modeling_plan", "preprocessing", "monotone_constraints", "keep_cross_validation_predictions",
+    "keep_cross_validation_models", "keep_cross_validation_fold_assignment", "sort_metric",
+    "custom_metric_func", "export_checkpoints_dir", "verbosity")
 
 
 def _get(value, *path):
@@ -147,11 +152,12 @@ def check_framework(doc: Located, problem_type: str) -> None:
                 raise doc.error(base + ("config", key), f"expected an integer, got {config[key]!r}")
     if framework == "sklearn":
         family = "regression" if problem_type == "regression" else "classification"
-        model = config.get("model")
+        if "model" not in config:
+            return  # the framework picks a default estimator
+        model = config["model"]
         path = base + ("config", "model")
         if not isinstance(model, str) or not IDENTIFIER.match(model):
-            raise doc.error(path if "model" in config else base + ("config",),
-                            "sklearn needs `model:` set to an estimator class name",
+            raise doc.error(path, f"`model` must be an estimator class name, got {model!r}",
                             hint=f"e.g. model: {SKLEARN_MODELS[family][0]}")
         if model in SKLEARN_MODELS[family]:
             return

@@ -133,3 +133,15 @@ def test_more_problems_are_counted(tmp_path):
     with pytest.raises(MBTInputError) as err:
         validate(load_yaml(tmp_path / "p.yaml", tmp_path), Path(SCHEMA_PATH))
     assert err.value.line == 7 and "3 more problems" in err.value.hint  # ownr, mode: type + enum
+
+
+def test_static_h2o_option_list_matches_the_installed_h2o():
+    """semantics.H2O_AUTOML_KEYS mirrors H2OAutoML's parameters (validate must not import h2o)."""
+    import inspect
+
+    from h2o.automl import H2OAutoML
+
+    from airflow_mbt.pipeline.semantics import H2O_AUTOML_KEYS
+
+    params = [p for p in inspect.signature(H2OAutoML.__init__).parameters if p not in ("self", "kwargs")]
+    assert sorted(H2O_AUTOML_KEYS) == sorted(params)
