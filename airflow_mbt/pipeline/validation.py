@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from airflow_mbt.errors import MBTInputError
 from airflow_mbt.pipeline import semantics
 from airflow_mbt.pipeline.defaults import with_defaults
 from airflow_mbt.pipeline.loading import load_pipeline
@@ -35,6 +36,10 @@ class ValidatedPipeline:
 
 def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | None = None,
                       env: Mapping[str, str] | None = None) -> ValidatedPipeline:
+    if name.startswith("_"):
+        raise MBTInputError(f"{name!r} is a base pipeline (its name starts with '_')",
+                            file=project.relative(project.pipeline_path(name)),
+                            hint="validate, compile or run the pipelines that use it as base_pipeline")
     doc = load_pipeline(project, name, vars, env)
     validate(doc, SCHEMA_PATH, what="pipeline")
     semantics.check(doc, name)

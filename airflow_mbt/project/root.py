@@ -35,7 +35,7 @@ class Project:
         """Pipeline names (file stems); names starting with ``_`` are base pipelines."""
         if not self.pipelines_dir.is_dir():
             return []
-        stems = {p.stem for p in self.pipelines_dir.glob("*.yaml")} | {p.stem for p in self.pipelines_dir.glob("*.yml")}
+        stems = {p.stem for p in self.pipelines_dir.glob("*.yaml")}
         return sorted(s for s in stems if include_bases or not s.startswith("_"))
 
     def manifest_path(self, name: str) -> Path:

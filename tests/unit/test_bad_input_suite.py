@@ -76,6 +76,7 @@ def test_bad_input(fixture, template, tmp_path, capsys):
     (["step", "execute", "--pipeline", "training_churn_model_v1", "--step", "load_data", "--target", "dev",
       "--run-id", "run_20260101_000000_ab12"], None, "manifest not found"),
     (["deploy", "--target", "dev"], "--target", "no manifests compiled for target 'dev'"),
+    (["compile", "_base_churn"], None, "'_base_churn' is a base pipeline"),
 ])
 def test_bad_arguments(argv, field, message, template, tmp_path, capsys):
     project = tmp_path / "proj"

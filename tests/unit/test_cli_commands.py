@@ -106,7 +106,14 @@ def test_deploy_dry_run_and_publish(project, tmp_path):
     assert not store.exists()
     proc = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=0)
     assert (store / TRAIN / "manifest.json").is_file()
-    assert "unchanged" in mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=0).stdout
+    again = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=0)
+    assert "unchanged" in again.stdout and "warning" not in again.stderr
+    source = project / "pipelines" / f"{TRAIN}.yaml"
+    original = source.read_text()
+    source.write_text(original + "# edited after compiling\n")
+    stale = mbt("deploy", "--target", "prod", "--to", store, "--dry-run", cwd=project, check_rc=0)
+    assert "was compiled from an older pipelines/" in stale.stderr
+    source.write_text(original)
     mbt("compile", TRAIN, "--target", "prod", "--vars", "max_runtime_secs=99", cwd=project, check_rc=0)
     proc = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=1)
     assert "refused" in proc.stdout and "--force" in proc.stderr
