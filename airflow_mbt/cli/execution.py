@@ -42,7 +42,11 @@ def _predictions_hint(manifest, project) -> str | None:
     if output.get("destination") == "local_file":
         return str(project.root / output.get("path", "predictions.csv"))
     if output.get("destination") == "database":
-        return f"table {output.get('table')} ({manifest.target['data_connector'].get('type')} data connector)"
+        connector = manifest.target["data_connector"]
+        data_path = (connector.get("config") or {}).get("data_path")
+        if connector.get("type") == "local_file" and isinstance(data_path, str):
+            return str(project.root / data_path / f"{output.get('table')}.csv")
+        return f"table {output.get('table')} ({connector.get('type')} data connector)"
     return None
 
 
