@@ -88,6 +88,8 @@ def _scalar(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, int) and not isinstance(value, bool) and re.match(r"^[-+]?0[0-9a-zA-Z_]", text.strip()):
+        return text  # "0123" or "0x1f" stay text (ids, not YAML 1.1 octal/hex numbers)
     return value if isinstance(value, (int, float, bool)) or value is None else text
 
 

@@ -22,6 +22,9 @@ def r(**kw):
     ("pre-{{ var('x', 1) }}-{{ env_var('E', 'e') }}", "pre-1-e"),
     ("no template", "no template"),
     ("{{ var('x', 'it\\'s') }}", "it's"),
+    ("{{ var('x', '0123') }}", "0123"),        # not YAML 1.1 octal
+    ("{{ var('x', '0') }}", 0),
+    ("{{ var('x', '-12') }}", -12),
 ])
 def test_render_defaults(text, expected):
     assert r().render_string(text) == expected
