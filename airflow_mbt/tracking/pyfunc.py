@@ -5,7 +5,7 @@ logged run is usable with ``mlflow.pyfunc.load_model("runs:/<id>/model").predict
 (importable from the current working directory), checks the feature contract, replays the
 preprocessing and returns the predictions table (id column when present, ``prediction``,
 ``prediction_probability``). This module imports mlflow at import time (the class must subclass
-``PythonModel``); only ``log_run`` and consumers of logged models import it.
+``PythonModel``, and its ``predict`` type hint names pandas); only ``log_run`` and consumers of logged models import it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import mlflow.pyfunc
+import pandas as pd
 
 MODEL_DIR = "model_dir"
 PREPROCESSOR = "preprocessor"
@@ -27,9 +28,7 @@ class MBTPyfuncModel(mlflow.pyfunc.PythonModel):
         self._pre = json.loads(Path(context.artifacts[PREPROCESSOR]).read_text(encoding="utf-8"))
         self._framework, self._model, self._meta = scoring.load(Path(context.artifacts[MODEL_DIR]))
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from airflow_mbt.ml import contract, custom_transforms, preprocessing, scoring
 
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -114,3 +114,10 @@ def fetch(project: Path, manifest: Manifest, run_id: str, name: str, into: Path 
     storage = runtime.storage()
     entry = ArtifactRegistry(storage, run_id).lookup(name)
     return artifacts.fetch(storage, name, entry, Path(into or tempfile.mkdtemp(prefix="mbt-test-")))
+
+
+def train_once(root: Path, config: dict | None = None) -> tuple[Manifest, str, dict]:
+    """Train the churn model through every training step; returns (manifest, mbt run id, mlflow_run)."""
+    manifest = make_manifest(config or training_config())
+    run_id = run_steps(manifest, root)
+    return manifest, run_id, fetch(root, manifest, run_id, "mlflow_run")

@@ -1,0 +1,104 @@
+"""MLflow logging and loading against a real sqlite tracking store in a temporary project."""
+
+import json
+import os
+
+import mlflow
+import pandas as pd
+import pytest
+from ml_pipeline_fixtures import (dev_target, fetch, make_manifest, make_project, run_steps, serving_config,
+                                  train_once)
+
+from airflow_mbt.errors import InfraError
+from airflow_mbt.runtime.context import TargetRuntime
+from airflow_mbt.tracking import store
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("tracking"))
+    manifest, run_id, mlflow_run = train_once(root)
+    return root, manifest, run_id, mlflow_run
+
+
+def test_mlflow_run_artifact_and_what_the_run_holds(trained):
+    root, manifest, run_id, out = trained
+    db = root / "mlruns" / "mlflow.db"
+    assert out["tracking_uri"] == f"sqlite:///{db}" and db.is_file()
+    assert out["experiment_name"] == "churn_prediction"
+    assert out["artifact_uri"].startswith((root / "mlruns" / "artifacts").as_uri())
+    client = mlflow.MlflowClient(out["tracking_uri"])
+    run = client.get_run(out["run_id"])
+    assert run.info.status == "FINISHED" and run.info.experiment_id == out["experiment_id"]
+    tags = run.data.tags
+    assert tags["pipeline_name"] == "training_churn" and tags["mbt_run_id"] == run_id
+    assert tags["target"] == "dev" and tags["owner"] == "ds-team"
+    assert tags["mbt_manifest_hash"] == manifest.content_hash
+    params = run.data.params
+    assert params["framework"] == "sklearn" and params["problem_type"] == "binary_classification"
+    assert params["model"] == "RandomForestClassifier" and params["n_estimators"] == "40"
+    metrics = fetch(root, manifest, run_id, "metrics")["metrics"]
+    assert run.data.metrics == pytest.approx({k: v for k, v in metrics.items() if v is not None})
+    listed = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert {"plots", "preprocessor.json", "metrics.json", "manifest.json"} <= listed
+    assert {a.path for a in client.list_artifacts(out["run_id"], "plots")} >= {"plots/roc_curve.png"}
+    logged_manifest = json.loads(mlflow.artifacts.load_text(f"{out['artifact_uri']}/manifest.json"))
+    assert logged_manifest["content_hash"] == manifest.content_hash
+
+
+def test_pyfunc_loads_from_runs_uri_and_matches_the_serving_steps(trained, tmp_path):
+    root, _, _, out = trained
+    scoring = pd.read_csv(root / "sample_data" / "customers_to_score.csv")
+    before = (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri())
+    with store.fluent_tracking_uri(out["tracking_uri"]):
+        model = mlflow.pyfunc.load_model(f"runs:/{out['run_id']}/model")
+        same = mlflow.pyfunc.load_model(out["model_uri"])
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before
+    got = model.predict(scoring)
+    pd.testing.assert_frame_equal(got, same.predict(scoring))
+    run_steps(make_manifest(serving_config(out["run_id"], serving={"output": {"path": "p.csv"}})), root)
+    served = pd.read_csv(root / "p.csv")
+    assert got["customer_id"].tolist() == served["customer_id"].tolist()
+    assert got["prediction"].tolist() == served["prediction"].tolist()
+    assert got["prediction_probability"].to_numpy() == pytest.approx(served["prediction_probability"].to_numpy())
+
+
+def test_retried_log_run_reuses_the_finished_mlflow_run(trained):
+    root, manifest, run_id, out = trained
+    run_steps(manifest, root, ["log_run"], run_id=run_id)
+    assert fetch(root, manifest, run_id, "mlflow_run") == out
+    client = mlflow.MlflowClient(out["tracking_uri"])
+    runs = client.search_runs([out["experiment_id"]], filter_string=f"tags.mbt_run_id = '{run_id}'")
+    assert [r.info.run_id for r in runs] == [out["run_id"]]
+
+
+def test_store_resolution(tmp_path, monkeypatch):
+    rt = TargetRuntime(target=dev_target(), project_dir=tmp_path)
+    t = store.resolve(rt)
+    assert t.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert t.artifact_location == (tmp_path / "mlruns" / "artifacts").as_uri()
+    assert (tmp_path / "mlruns").is_dir()
+    rt = TargetRuntime(target=dev_target(mlflow={}), project_dir=tmp_path / "p2")
+    assert store.resolve(rt).tracking_uri == f"sqlite:///{tmp_path}/p2/mlruns/mlflow.db"
+    rt = TargetRuntime(target=dev_target(mlflow={"tracking_uri": "http://127.0.0.1:5000",
+                                                 "artifact_location": "s3://bucket/mlflow"}), project_dir=tmp_path)
+    assert store.resolve(rt) == store.TrackingTarget("http://127.0.0.1:5000", "s3://bucket/mlflow", None)
+    monkeypatch.setenv("AIRFLOW_CONN_B2_MLFLOW", json.dumps({"conn_type": "mlflow", "host": "mlflow.example",
+                                                             "port": 5001, "schema": "https"}))
+    rt = TargetRuntime(target=dev_target(mlflow={"conn_id": "b2_mlflow"}), project_dir=tmp_path)
+    assert store.resolve(rt) == store.TrackingTarget("https://mlflow.example:5001", None, "b2_mlflow")
+
+
+def test_unreachable_tracking_server_is_an_infra_error(tmp_path):
+    rt = TargetRuntime(target=dev_target(mlflow={"tracking_uri": "http://127.0.0.1:9"}), project_dir=tmp_path)
+    with pytest.raises(InfraError) as err:
+        with store.session(rt):
+            pass
+    assert "MLflow" in str(err.value) and "127.0.0.1:9" in str(err.value)
+
+
+def test_flatten_config_for_params():
+    from airflow_mbt.tracking.run_logger import flatten
+
+    assert flatten({"a": 1, "b": {"c": [1, 2], "d": None}, "e": True}) == {"a": "1", "b.c": "[1, 2]", "b.d": "null",
+                                                                          "e": "true"}
