@@ -10,21 +10,29 @@ from airflow_mbt.errors import MBTInputError
 
 
 class Progress:
-    """Prints ``[1/5] load_data ... ok (0.4s)`` lines from runner events."""
+    """Prints ``[1/5] load_data ... ok (0.4s)`` lines from runner events.
+
+    On a terminal the step name shows while the step runs; elsewhere (logs, CI) each line is
+    written whole when the step ends, so output that libraries print meanwhile cannot split it.
+    """
 
     def __init__(self, out=None):
         self.out = out or sys.stdout
+        self.live = bool(getattr(self.out, "isatty", lambda: False)())
 
     def __call__(self, event: dict) -> None:
-        head = f"[{event.get('index')}/{event.get('total')}] {event.get('step')}"
+        head = f"[{event.get('index')}/{event.get('total')}] {event.get('step')} ..."
         if event.get("event") == "start":
-            print(f"{head} ...", end=" ", file=self.out, flush=True)
+            if self.live:
+                print(head, end=" ", file=self.out, flush=True)
             return
         status, seconds = event.get("status"), event.get("seconds") or 0
-        if status == "skipped":
-            print(f"{head} ... skipped", file=self.out, flush=True)
+        outcome = "skipped" if status == "skipped" else \
+            f"{'ok' if status == 'success' else 'FAILED'} ({seconds:.1f}s)"
+        if self.live and status != "skipped":
+            print(outcome, file=self.out, flush=True)
         else:
-            print(f"{'ok' if status == 'success' else 'FAILED'} ({seconds:.1f}s)", file=self.out, flush=True)
+            print(f"{head} {outcome}", file=self.out, flush=True)
 
 
 def _mlflow_hint(manifest, project) -> str | None:
