@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from airflow_mbt.errors import MBTInputError
 from airflow_mbt.pipeline.cadence import NAMED, cron_problem
 from airflow_mbt.pipeline.metrics import METRICS, OPERATORS, parse_criterion
 from airflow_mbt.pipeline.schema_check import suggest
@@ -50,6 +51,10 @@ def _get(value, *path):
             return None
         value = value[key]
     return value
+
+
+class RunIdPlaceholderError(MBTInputError):
+    """A serving pipeline still holds the example run id: not ready yet (skipped by bulk commands)."""
 
 
 def _typed(value):
@@ -197,9 +202,11 @@ def check_kind(doc: Located, kind: str) -> None:
         base = ("serving", "model_source", "run_id")
         run_id = _get(doc.value, *base)
         if RUN_ID_PLACEHOLDER.search(str(run_id).strip()):
-            raise doc.error(base, f"still the placeholder {run_id!r}",
+            err = doc.error(base, f"still the placeholder {run_id!r}",
                             hint="paste the run id of the trained model from the MLflow UI "
                                  "(or write \"{{ var('model_run_id') }}\" and pass --vars model_run_id=...)")
+            raise RunIdPlaceholderError(err.message, file=err.file, line=err.line, col=err.col, field=err.field,
+                                        hint=err.hint)
         output = _get(doc.value, "serving", "output") or {}
         if output.get("destination") == "database" and not output.get("table"):
             raise doc.error(("serving", "output"), "destination database needs `table:`",

@@ -54,10 +54,17 @@ def test_init_refuses_existing_folder(project):
 def test_validate_reports_each_pipeline(project):
     proc = mbt("validate", TRAIN, cwd=project / "pipelines", check_rc=0)  # found by walking up
     assert proc.stdout.strip() == f"Pipeline '{TRAIN}' is valid."
-    proc = mbt("validate", cwd=project, check_rc=2)  # serving still has the run id placeholder
+    # serving still has the run id placeholder: an error when named, a skip when validating all
+    proc = mbt("validate", TRAIN, SERVE, cwd=project, check_rc=2)
     assert f"Pipeline '{TRAIN}' is valid." in proc.stdout
-    assert f"pipelines/{SERVE}.yaml:" in proc.stderr and "paste the run id" in proc.stderr
+    assert f"error: pipelines/{SERVE}.yaml:" in proc.stderr and "paste the run id" in proc.stderr
     assert "1 of 2 pipelines have errors" in proc.stderr
+    proc = mbt("validate", cwd=project, check_rc=0)
+    assert proc.stdout.strip() == f"Pipeline '{TRAIN}' is valid."
+    assert f"warning: skipping '{SERVE}', not ready: pipelines/{SERVE}.yaml:" in proc.stderr
+    proc = mbt("compile", "--target", "prod", cwd=project, check_rc=0)
+    assert proc.stdout.strip() == f"Manifest saved to target/{TRAIN}/manifest.json"
+    assert not (project / "target" / SERVE).exists()
 
 
 def test_compile_writes_manifest(project):
