@@ -68,6 +68,7 @@ def select_target(doc: Located, profile: str, target: str | None = None) -> str:
     body = doc.value[profile]
     outputs = body.get("outputs")
     if not isinstance(outputs, dict) or not outputs:
+        # the schema explains best (missing `outputs`, a misspelt key, a wrong type)
         validate(Located({profile: body}, doc.locs, doc.file), SCHEMA_PATH, "profiles file")
         raise doc.error((profile, "outputs"), "outputs must map target names to targets")
     names = [str(n) for n in outputs]

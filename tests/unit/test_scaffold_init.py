@@ -25,11 +25,16 @@ def test_layout(tmp_path):
     assert "__PROJECT_NAME__" not in (root / "README.md").read_text()
 
 
-def test_deployment_files_are_copied_when_present(tmp_path):
+def test_every_template_file_is_copied(tmp_path):
+    """Including the deployment files (Dockerfile, .woodpecker.yml) that live next to the templates."""
     root = init_project("p", tmp_path)
-    for name in ("Dockerfile", ".woodpecker.yml"):
-        if (FILES_DIR / name).is_file():
-            assert (root / name).read_bytes() == (FILES_DIR / name).read_bytes()
+    templates = [p.relative_to(FILES_DIR) for p in FILES_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert {"Dockerfile", ".woodpecker.yml"} <= {str(p) for p in templates}
+    for rel in templates:
+        copied = root / (".gitignore" if rel.name == "gitignore.txt" else rel)
+        assert copied.is_file(), rel
+        if "__PROJECT_NAME__" not in (FILES_DIR / rel).read_text():
+            assert copied.read_bytes() == (FILES_DIR / rel).read_bytes(), rel
 
 
 def test_generated_project_validates_for_both_targets(tmp_path):
