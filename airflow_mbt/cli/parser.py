@@ -89,21 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
              "  mbt step execute --pipeline P --step S --target prod --run-id R \\\n"
              "      --manifest s3://mbt-pipeline-artifacts/manifests/P/manifest.json --manifest-hash sha256:...",
              common)
-    e.add_argument("--pipeline", required=True, metavar="N")
-    e.add_argument("--step", required=True, metavar="S")
+    e.add_argument("--pipeline", required=True, metavar="N", help="pipeline name")
+    e.add_argument("--step", required=True, metavar="S", help="step name, e.g. train_model")
     e.add_argument("--target", required=True, metavar="T", help="must match the manifest's target")
-    e.add_argument("--run-id", required=True, metavar="R")
+    e.add_argument("--run-id", required=True, metavar="R", help="run id shared by all steps of one run")
     e.add_argument("--manifest", metavar="PATH_OR_URI", help="default: target/<N>/manifest.json in the project")
     e.add_argument("--manifest-hash", metavar="sha256:HEX", help="refuse any other manifest version")
     e.add_argument("--manifest-conn-id", metavar="CONN", default=None,
                    help="Airflow connection for an s3:// manifest (default: the store's default)")
-    e.add_argument("--try-number", type=int, default=1, metavar="K")
+    e.add_argument("--try-number", type=int, default=1, metavar="K", help="attempt number (Airflow retries)")
 
     p = _sub(subs, "deploy", "publish compiled manifests of a target for the Airflow DAG loader",
              "  mbt compile --target prod && mbt deploy --target prod\n"
              "  mbt deploy --target prod --select training_churn_model_v1 --dry-run", common)
-    p.add_argument("--target", "-t", required=True, metavar="T")
-    p.add_argument("--profile", metavar="P")
+    p.add_argument("--target", "-t", required=True, metavar="T", help="deploy the manifests compiled for T")
+    p.add_argument("--profile", metavar="P", help="profile holding T (default: as for compile)")
     p.add_argument("--select", "-s", action="append", metavar="NAME", default=[],
                    help="only these pipelines (repeatable; default: every manifest compiled for T)")
     p.add_argument("--to", metavar="URI", help="destination (default: the target's manifests.uri)")
