@@ -110,7 +110,11 @@ class _Builder:
             locs.setdefault(at, Loc(shown, 1, 1))
             return None, text
         chain = chain + (path.resolve(),)
-        return self._walk(node, at, locs, shown, path, chain), text
+        try:
+            return self._walk(node, at, locs, shown, path, chain), text
+        except RecursionError:
+            raise MBTInputError("the document refers to itself (recursive YAML alias) or is nested too deeply",
+                                file=shown) from None
 
     def _walk(self, node, at: tuple, locs: dict, shown: str, path: Path, chain: tuple) -> Any:
         locs.setdefault(at, _mark_loc(node.start_mark, shown))
@@ -121,9 +125,11 @@ class _Builder:
                                 col=node.start_mark.column + 1, field=dotted(at) or None,
                                 hint="only plain mappings, lists, scalars and !include are allowed")
         if isinstance(node, yaml.MappingNode):
-            own = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
-            self._constructor.flatten_mapping(node)
-            merged = len(node.value) - own  # entries from `<<: *anchor`, which own keys may override
+            merged = getattr(node, "_mbt_merged", None)  # an aliased node is walked again, flattened
+            if merged is None:
+                own = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+                self._constructor.flatten_mapping(node)
+                merged = node._mbt_merged = len(node.value) - own  # from `<<: *anchor`; own keys override
             out: dict = {}
             own_keys: set = set()
             for index, (key_node, value_node) in enumerate(node.value):

@@ -45,6 +45,18 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path):
     assert load_yaml(tmp_path / "a.yaml").value["child"] == {"x": 1, "y": 3}
 
 
+def test_aliased_merge_node_is_read_twice(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: &b {x: 1, y: 2}\nchild: &c\n  <<: *b\n  y: 3\nagain: *c\n")
+    value = load_yaml(tmp_path / "a.yaml").value
+    assert value["child"] == value["again"] == {"x": 1, "y": 3}
+
+
+def test_recursive_alias_is_an_input_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("a: &a [1, *a]\n")
+    with pytest.raises(MBTInputError, match="refers to itself"):
+        load_yaml(tmp_path / "a.yaml", tmp_path)
+
+
 def test_python_tags_are_rejected(tmp_path):
     (tmp_path / "a.yaml").write_text("x: !!python/object:os.system {}\n")
     with pytest.raises(MBTInputError) as err:
