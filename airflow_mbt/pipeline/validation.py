@@ -56,7 +56,8 @@ def _csv_header(path: Path) -> list[str] | None:
 
 
 def check_data_columns(pipeline: ValidatedPipeline, data_dir: Path) -> None:
-    """When ``data_dir/<table>.csv`` exists, its header must hold the label and key columns."""
+    """When ``data_dir/<table>.csv`` exists (and no ``.parquet``, which the connector would read
+    instead), its header must hold the label and key columns. Only the header line is read."""
     cfg, doc = pipeline.config, pipeline.doc
     schema = cfg["training"]["schema"]
     checks = []
@@ -70,7 +71,10 @@ def check_data_columns(pipeline: ValidatedPipeline, data_dir: Path) -> None:
         checks.append((cfg["serving"]["data_source"]["scoring_table"],
                        ("training", "schema", "identifiers", "primary_key"), schema["identifiers"]["primary_key"]))
     for table, path, column in checks:
-        csv_path = data_dir / f"{table}.csv"
+        stem = table.rsplit(".", 1)[-1]  # schema.table -> table, as the local_file connector does
+        csv_path = data_dir / f"{stem}.csv"
+        if (data_dir / f"{stem}.parquet").exists():
+            continue  # the connector prefers Parquet; reading its schema would need pyarrow
         header = _csv_header(csv_path) if csv_path.is_file() else None
         if header is not None and column not in header:
             raise doc.error(path, f"column {column!r} is not in {csv_path.name} (columns: {', '.join(header)})",

@@ -69,3 +69,17 @@ def test_example_transform_works(tmp_path):
 def test_bad_names(tmp_path, name):
     with pytest.raises(MBTInputError):
         init_project(name, tmp_path)
+
+
+def test_data_column_check_reads_the_table_the_connector_reads(tmp_path):
+    project = Project(init_project("p", tmp_path))
+    path = project.pipeline_path("training_churn_model_v1")
+    # override the base pipeline: a schema-qualified table and a label the data does not have
+    path.write_text(path.read_text().replace("training:\n", "training:\n  data_source: {label_table: public.customers}\n"
+                                             "  schema: {target: {label_column: churn}}\n", 1))
+    pipeline = validate_pipeline(project, "training_churn_model_v1", env={})
+    with pytest.raises(MBTInputError, match="column 'churn' is not in customers.csv") as err:
+        check_data_columns(pipeline, project.root / "sample_data")
+    assert err.value.file == "pipelines/training_churn_model_v1.yaml"
+    (project.root / "sample_data" / "customers.parquet").write_bytes(b"")  # the connector would read this one
+    check_data_columns(pipeline, project.root / "sample_data")
