@@ -154,8 +154,8 @@ def test_step_execute_per_process_matches_mbt_run(sklearn_project, sklearn_run):
     for name in DETERMINISTIC:
         assert second[name]["sha256"] == first[name]["sha256"], name
         assert second[name]["key"] == first[name]["key"].replace(results["run_id"], run_id)
-    m1 = json.loads(Path(first["metrics"]["uri"]).read_text())
-    m2 = json.loads(Path(second["metrics"]["uri"]).read_text())
+    m1 = json.loads(Path(first["metrics"]["uri"]).read_text())["metrics"]
+    m2 = json.loads(Path(second["metrics"]["uri"]).read_text())["metrics"]
     for metric in METRICS:
         assert m2[metric] == pytest.approx(m1[metric], abs=1e-12), metric
 
