@@ -89,6 +89,15 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def to_pandas(frame) -> "pd.DataFrame":
+    """An H2OFrame as pandas (without the polars advice warning h2o prints every time)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return frame.as_data_frame()
+
+
 def automl_options(config: dict) -> dict:
     """Validate ``model_training.config`` against ``H2OAutoML``'s parameters."""
     from h2o.automl import H2OAutoML
@@ -195,7 +204,7 @@ class H2OAutoMLFramework(Framework):
         automl = H2OAutoML(project_name=project, **options)
         self._projects.append(project)
         automl.train(x=list(X.columns), y=LABEL, training_frame=train_frame)
-        board = automl.leaderboard.as_data_frame(use_multi_thread=True) if automl.leaderboard is not None else None
+        board = to_pandas(automl.leaderboard) if automl.leaderboard is not None else None
         model_ids = [str(m) for m in board["model_id"]] if board is not None and len(board) else []
         self._models.extend(model_ids)
         self._models.extend(sorted({m.group(0) for mid in model_ids for m in [AUTOML_ID.search(mid)] if m}))
@@ -215,7 +224,7 @@ class H2OAutoMLFramework(Framework):
         written = Path(model.leader.download_mojo(path=str(directory), get_genmodel_jar=False))
         if written.name != MOJO_FILE:
             shutil.move(str(written), directory / MOJO_FILE)
-        board = model.automl.leaderboard.as_data_frame(use_multi_thread=True).head(20)
+        board = to_pandas(model.automl.leaderboard).head(20)
         info = {"file": MOJO_FILE, "leader": model.leader.model_id, "algo": model.leader.algo,
                 "h2o_version": h2o.__version__, "label": LABEL, "response_levels": model.response_levels,
                 "feature_columns": model.feature_columns,

@@ -1,0 +1,42 @@
+"""h2o_automl configuration checks that need no JVM: AutoML options, the shared port, an
+unreachable cluster."""
+
+import pytest
+from ml_pipeline_fixtures import dev_target
+
+from airflow_mbt.errors import InfraError, MBTInputError
+from airflow_mbt.plugins import registry
+from airflow_mbt.plugins.frameworks.h2o_automl import H2OAutoMLFramework, automl_options, genmodel_jar
+from airflow_mbt.runtime.context import TargetRuntime
+
+
+def test_registered_and_genmodel_jar_ships_with_the_package():
+    assert registry.get("frameworks", "h2o_automl") is H2OAutoMLFramework
+    assert genmodel_jar().is_file()
+
+
+def test_known_options_pass_unknown_ones_are_named():
+    opts = {"max_runtime_secs": 30, "max_models": 5, "sort_metric": "AUC", "seed": 1, "nfolds": 3,
+            "exclude_algos": ["DeepLearning"]}
+    assert automl_options(opts) == opts
+    with pytest.raises(MBTInputError) as err:
+        automl_options({"max_runtime": 30})
+    assert err.value.field == "training.model_training.config.max_runtime" and "max_runtime_secs" in err.value.hint
+    with pytest.raises(MBTInputError) as err:
+        automl_options({"max_models": "ten"})
+    assert err.value.field == "training.model_training.config.max_models"
+
+
+def test_local_mode_refuses_the_shared_servers_port(tmp_path):
+    fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"mode": "local", "port": 54321}), project_dir=tmp_path))
+    with pytest.raises(MBTInputError) as err:
+        fw.connect()
+    assert err.value.field == "h2o.port" and "shared" in str(err.value)
+
+
+def test_unreachable_cluster_is_an_infra_error_naming_the_url(tmp_path):
+    fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"url": "http://127.0.0.1:9"}), project_dir=tmp_path))
+    with pytest.raises(InfraError) as err:
+        fw.connect()
+    assert err.value.service == "H2O" and "http://127.0.0.1:9" in str(err.value)
+    fw.cleanup()  # nothing was created: a no-op
