@@ -44,6 +44,7 @@ MOJO_FILE = "model.zip"
 INFO_FILE = "h2o_model.json"
 LABEL = "__mbt_label__"
 PROBE_TIMEOUT = 10
+STARTUP_WAIT = 30
 AUTOML_ID = re.compile(r"AutoML_\d+_\d+_\d+")
 MOJO_JAVA_OPTIONS = "-Xmx1g -XX:ReservedCodeCacheSize=128m"
 
@@ -87,6 +88,27 @@ def _reachable(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _wait_reachable(url: str, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _reachable(url):
+            return True
+        time.sleep(1)
+    return False
+
+
+def _attach(h2o, url: str, port: int) -> None:
+    """Connect to an H2O someone else started on the local port (left running at cleanup)."""
+    try:
+        h2o.connect(url=url, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - another program or another H2O version
+        raise InfraError("H2O", f"port {port} is taken by something that is not a usable H2O "
+                                f"({type(exc).__name__})", hint="set h2o.port to a free port") from None
+    log.info("using the H2O already running on %s", url)
 
 
 def to_pandas(frame) -> "pd.DataFrame":
@@ -160,11 +182,7 @@ class H2OAutoMLFramework(Framework):
                                          f"(default {DEFAULT_PORT}) for a private JVM")
             url = f"http://127.0.0.1:{port}"
             if _reachable(url):
-                try:
-                    h2o.connect(url=url, verbose=False)
-                except Exception as exc:  # noqa: BLE001
-                    raise InfraError("H2O", f"port {port} is taken by something that is not a usable H2O "
-                                            f"({type(exc).__name__})", hint="set h2o.port to a free port") from None
+                _attach(h2o, url, port)
             else:
                 try:
                     h2o.init(ip="127.0.0.1", port=port, max_mem_size=str(sec.get("max_mem_size", DEFAULT_MEM)),
@@ -172,10 +190,14 @@ class H2OAutoMLFramework(Framework):
                              nthreads=int(sec.get("nthreads", -1)), as_port=True, verbose=False,
                              strict_version_check=True)
                 except Exception as exc:  # noqa: BLE001 - java missing, port busy, ...
-                    raise InfraError("H2O", f"could not start a local H2O JVM on {url}: "
-                                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
-                self._started = True
-                log.info("started a local H2O JVM on %s (heap %s)", url, sec.get("max_mem_size", DEFAULT_MEM))
+                    # another process may have started a JVM on this port at the same moment
+                    if not _wait_reachable(url, STARTUP_WAIT):
+                        raise InfraError("H2O", f"could not start a local H2O JVM on {url}: "
+                                                f"{type(exc).__name__}: {str(exc)[:200]}") from None
+                    _attach(h2o, url, port)
+                else:
+                    self._started = True
+                    log.info("started a local H2O JVM on %s (heap %s)", url, sec.get("max_mem_size", DEFAULT_MEM))
         h2o.no_progress()
         self._connected_url = url
         return url
