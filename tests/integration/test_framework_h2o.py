@@ -8,6 +8,7 @@ of other tests use; an H2O node also takes port+1). Heaps are 1 GB. AutoML gets 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -179,3 +180,29 @@ def test_cleanup_after_a_crash_in_a_fresh_interpreter_leaves_no_jvm(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"http://127.0.0.1:{OWN_PORT}" in proc.stdout
     assert wait_until(lambda: not answers(OWN_PORT), 60)
+
+
+@pytest.mark.services
+def test_prod_path_on_the_stack_server_via_connection(churn, tmp_path, monkeypatch):
+    """``h2o: {conn_id: ...}`` (H2OHook) against the stack's shared server: train, save, and
+    remove exactly the keys this run created; the server stays up for everyone else."""
+    import h2o
+
+    url = os.environ.get("MBT_H2O_URL", "http://127.0.0.1:54321")
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    monkeypatch.setenv("AIRFLOW_CONN_B2_H2O_TEST",
+                       json.dumps({"conn_type": "h2o", "host": host, "port": int(port), "schema": "http"}))
+    df, _, X = churn
+    fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"conn_id": "b2_h2o_test"}), project_dir=tmp_path))
+    try:
+        model = fw.train(X, df["churned"], "binary_classification", AUTOML, Ctx())
+        fw.save(model, tmp_path / "model")
+        created = fw.created_keys()
+        assert created and model.leader.model_id in created
+    finally:
+        fw.cleanup()
+    assert answers(int(port))
+    h2o.connect(url=url, verbose=False)
+    remaining = set(h2o.ls()["key"])
+    assert not remaining & set(created), f"left behind: {sorted(remaining & set(created))}"
+    assert len(fw.predict(fw.load(tmp_path / "model"), X.head(50), "binary_classification")) == 50
