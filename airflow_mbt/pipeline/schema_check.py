@@ -24,22 +24,14 @@ def load_schema(path: str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"), (list, "a list"),
+          (dict, "a mapping"))
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    return next((name for cls, name in _KINDS if isinstance(value, cls)), type(value).__name__)
 
 
 def suggest(word: str, choices) -> str | None:

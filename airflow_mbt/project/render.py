@@ -124,17 +124,13 @@ class Renderer:
             return {SECRET_KEY: key}
         if name == "var":
             self.used_vars.add(key)
-            if key in self.vars:
-                return self.vars[key]
-            if default is _MISSING:
-                raise TemplateError(f"var {key!r} is not set and has no default",
-                                    hint=f"pass --vars {key}=VALUE or write var('{key}', default)")
-            return default
-        if key in self.env:
-            return self.env[key]
+            source, what, fix = self.vars, "var", f"pass --vars {key}=VALUE or write var('{key}', default)"
+        else:
+            source, what, fix = self.env, "environment variable", f"export {key}=... or write env_var('{key}', default)"
+        if key in source:
+            return source[key]
         if default is _MISSING:
-            raise TemplateError(f"environment variable {key!r} is not set and has no default",
-                                hint=f"export {key}=... or write env_var('{key}', default)")
+            raise TemplateError(f"{what} {key!r} is not set and has no default", hint=fix)
         return default
 
     def render_string(self, text: str) -> Any:
