@@ -1,0 +1,85 @@
+"""Browser checks: what a person sees in the Airflow 3 UI and the MLflow UI after the spec workflow.
+
+Headless Chromium over the DevTools protocol (chromium.py): the Airflow login form is filled like
+a user would, then the DAG list and each DAG's runs are read from the rendered page text and
+saved as screenshots under test-artifacts/screenshots/. The MLflow run page of the Airflow run
+must show its metrics, parameters and artifacts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from airflow_api import AIRFLOW_URL, ADMIN
+from chromium import Browser
+from spec_workflow import MLFLOW_URI, SCHEDULES, SERVING, TRAINING, mlflow_client
+
+pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
+
+
+def login(browser: Browser, next_path: str = "/dags") -> None:
+    browser.navigate(f"{AIRFLOW_URL}{next_path}")
+    browser.wait_for("location.pathname.startsWith('/auth/login') || document.querySelector('nav') !== null",
+                     what="the login page or the app")
+    browser.wait_for("document.querySelector('input[name=username]') !== null", what="the login form")
+    browser.type_into("input[name=username]", ADMIN[0])
+    browser.type_into("input[name=password]", ADMIN[1])
+    browser.press_enter()
+    browser.wait_for(f"location.pathname.startsWith({next_path!r})", what=f"redirect to {next_path} after login")
+
+
+def schedule_shown(page_text: str, dag_id: str) -> str:
+    """The schedule the DAG list card shows for ``dag_id`` (the line after 'Schedule')."""
+    match = re.search(re.escape(dag_id) + r"\s*\n(?:.*\n){0,6}?\s*Schedule\s*\n\s*([^\n]+)", page_text)
+    assert match, f"no schedule shown for {dag_id} in:\n{page_text[:3000]}"
+    return match.group(1).strip()
+
+
+def test_airflow_login_rejects_wrong_password(airflow):
+    with Browser() as b:
+        b.navigate(f"{AIRFLOW_URL}/dags")
+        b.wait_for("document.querySelector('input[name=username]') !== null", what="the login form")
+        b.type_into("input[name=username]", ADMIN[0])
+        b.type_into("input[name=password]", "not-the-password")
+        b.press_enter()
+        b.wait_for("document.body.innerText.toLowerCase().includes('invalid')", what="a login error")
+        assert b.url().startswith(f"{AIRFLOW_URL}/auth/login")
+
+
+def test_airflow_dag_list_shows_both_dags_and_schedules(spec_workflow, airflow, screenshots_dir):
+    with Browser() as b:
+        login(b, "/dags")
+        text = b.wait_for_texts([TRAINING, SERVING], timeout=60)
+        shot = b.screenshot(screenshots_dir / "airflow_dag_list.png")
+        print(f"screenshot: {shot}")
+        assert schedule_shown(text, TRAINING) in SCHEDULES["@monthly"]
+        assert schedule_shown(text, SERVING) in SCHEDULES["@daily"]
+
+        for dag_id, dag_run in ((TRAINING, spec_workflow.training_dag_run),
+                                (SERVING, spec_workflow.serving_dag_run)):
+            b.navigate(f"{AIRFLOW_URL}/dags/{dag_id}/runs")
+            runs_text = b.wait_for_texts([dag_run, "success"], timeout=60)
+            shot = b.screenshot(screenshots_dir / f"airflow_{dag_id}_runs.png")
+            print(f"screenshot: {shot}")
+            assert "failed" not in runs_text.split(dag_run, 1)[1].split("\n", 3)[0]
+
+
+def test_mlflow_run_page_shows_metrics_params_and_artifacts(spec_workflow, screenshots_dir):
+    run = mlflow_client().get_run(spec_workflow.run_id_2)
+    page = f"{MLFLOW_URI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    with Browser() as b:
+        b.navigate(page)
+        metrics = ["roc_auc", "accuracy", "f1", "precision", "recall"]
+        text = b.wait_for_texts([run.info.run_id, *metrics, "framework", "h2o_automl",
+                                 "binary_classification", TRAINING], timeout=90)
+        shot = b.screenshot(screenshots_dir / "mlflow_run_overview.png")
+        print(f"screenshot: {shot}")
+        shown = re.search(r"roc_auc\s*\n\s*([0-9.]+)", text)  # the value itself, not only the name
+        assert shown and abs(float(shown.group(1)) - run.data.metrics["roc_auc"]) < 1e-3, text[:3000]
+
+        b.navigate(page + "/artifacts")
+        b.wait_for_texts(["metrics.json", "preprocessor.json"], timeout=90)
+        shot = b.screenshot(screenshots_dir / "mlflow_run_artifacts.png")
+        print(f"screenshot: {shot}")
