@@ -24,6 +24,14 @@ def load_schema(path: str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+_TYPE_HINTS = {
+    "object": "indent the keys of this mapping under it (key: value)",
+    "array": "write a list: [a, b] or one '- item' per line",
+    "integer": "write a whole number without quotes",
+    "number": "write a number without quotes",
+    "boolean": "write true or false",
+    "string": "quote the value to make it text",
+}
 _KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"), (list, "a list"),
           (dict, "a mapping"))
 
@@ -78,12 +86,13 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
     if v == "type":
         want = error.validator_value
         want = [want] if isinstance(want, str) else want
-        return path, f"expected {' or '.join(_TYPE_NAMES.get(t, t) for t in want)}, got {_kind(inst)} {inst!r}", None
+        return path, f"expected {' or '.join(_TYPE_NAMES.get(t, t) for t in want)}, got {_kind(inst)} {inst!r}", \
+            schema.get("description") or _TYPE_HINTS.get(want[0])
     if v == "pattern":
         return path, f"invalid value {inst!r}", schema.get("description") or f"must match {error.validator_value}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
-        return path, f"value {inst!r} must be {op} {error.validator_value}", None
+        return path, f"value {inst!r} must be {op} {error.validator_value}", schema.get("description")
     if v in ("minLength", "minItems"):
         return path, "must not be empty", None
     if v in ("anyOf", "oneOf"):

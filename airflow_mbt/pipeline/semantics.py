@@ -121,7 +121,7 @@ def check_target(doc: Located, problem_type: str) -> None:
         return
     if classes is not None:
         if len(set(map(str, classes))) != len(classes):
-            raise doc.error(base + ("classes",), "classes must be distinct")
+            raise doc.error(base + ("classes",), "classes must be distinct", hint="list each label value once")
         if problem_type == "binary_classification" and len(classes) != 2:
             raise doc.error(base + ("classes",), f"binary_classification needs exactly 2 classes, got {len(classes)}",
                             hint="use multiclass_classification for more than two classes")
@@ -130,7 +130,8 @@ def check_target(doc: Located, problem_type: str) -> None:
                             hint="use binary_classification for two classes")
     if positive is not None:
         if problem_type != "binary_classification":
-            raise doc.error(base + ("positive_class",), "positive_class is only used by binary_classification")
+            raise doc.error(base + ("positive_class",), "positive_class is only used by binary_classification",
+                            hint="remove it")
         if classes is not None and _typed(positive) not in [_typed(c) for c in classes]:
             raise doc.error(base + ("positive_class",), f"positive_class {positive!r} is not one of classes {classes}",
                             hint="YAML reads yes/no/on/off as true/false: quote such values"
@@ -154,7 +155,8 @@ def check_framework(doc: Located, problem_type: str) -> None:
                                 hint=suggest(key, H2O_AUTOML_KEYS) or f"options: {', '.join(H2O_AUTOML_KEYS)}")
         for key in ("max_runtime_secs", "max_models", "nfolds", "seed"):
             if key in config and (not isinstance(config[key], int) or isinstance(config[key], bool)):
-                raise doc.error(base + ("config", key), f"expected an integer, got {config[key]!r}")
+                raise doc.error(base + ("config", key), f"expected an integer, got {config[key]!r}",
+                                hint="write a whole number without quotes")
     if framework == "sklearn":
         family = "regression" if problem_type == "regression" else "classification"
         if "model" not in config:
@@ -181,7 +183,8 @@ def check_columns(doc: Located) -> None:
     key = _get(schema, "identifiers", "primary_key")
     if label == key:
         raise doc.error(("training", "schema", "identifiers", "primary_key"),
-                        "primary_key and label_column must be different columns")
+                        "primary_key and label_column must be different columns",
+                        hint="the primary key identifies a row; the label is what the model predicts")
     for i, column in enumerate(schema.get("ignored_columns") or []):
         if column in (label, key):
             raise doc.error(("training", "schema", "ignored_columns", i),
