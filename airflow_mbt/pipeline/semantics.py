@@ -188,7 +188,8 @@ def check_columns(doc: Located) -> None:
     for i, column in enumerate(schema.get("ignored_columns") or []):
         if column in (label, key):
             raise doc.error(("training", "schema", "ignored_columns", i),
-                            f"{column!r} cannot be ignored: it is the {'label' if column == label else 'primary key'}")
+                            f"{column!r} cannot be ignored: it is the {'label' if column == label else 'primary key'}",
+                            hint="remove it from ignored_columns")
     for i, ref in enumerate(_get(doc.value, "training", "preprocessing", "custom_transforms") or []):
         if not isinstance(ref, str) or not TRANSFORM.match(ref):
             raise doc.error(("training", "preprocessing", "custom_transforms", i),
