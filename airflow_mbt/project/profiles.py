@@ -1,8 +1,8 @@
 """profiles.yaml: loading, profile and target selection, rendering, and the manifest ``target``.
 
 Only the selected target is rendered (other targets may use env vars that are not set here).
-Secrets stay references (``{"$secret": NAME}``); literal credentials in a non-dev target are
-reported as warnings.
+Secrets stay references (``{"$secret": NAME}``); a literal credential (password, secret_key,
+access_key, token) in any target is an input error, because it would be written into the manifest.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from airflow_mbt.project.root import Project
 
 SCHEMA_PATH = Path(__file__).with_name("profiles.schema.json")
 SECRET_FIELDS = ("password", "secret_key", "access_key", "token")
-DEV_TARGETS = ("dev", "local")
 PLUGIN_SECTIONS = {"storage": "storage", "data_connector": "data_connectors"}
 
 
@@ -87,20 +86,18 @@ def select_target(doc: Located, profile: str, target: str | None = None) -> str:
     return target
 
 
-def _secret_warnings(doc: Located, value: Any, path: tuple) -> list[str]:
-    out = []
+def _reject_literal_secrets(doc: Located, value: Any, path: tuple) -> None:
+    """Raise at the first literal credential: manifests must never hold a secret value."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key in SECRET_FIELDS and isinstance(item, str) and item:
-                loc = doc.loc(path + (key,))
-                out.append(f"{loc.file}:{loc.line}:{loc.col}: {dotted(path + (key,))}: literal credential in a "
-                           f"non-dev target; use \"{{{{ secret('...') }}}}\" or a conn_id")
-            else:
-                out.extend(_secret_warnings(doc, item, path + (key,)))
+                raise doc.error(path + (key,), "literal credential: it would be written into the manifest",
+                                hint=f"use \"{{{{ secret('{key.upper()}') }}}}\" (resolved from the environment "
+                                     "at run time) or a conn_id naming an Airflow connection")
+            _reject_literal_secrets(doc, item, path + (key,))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            out.extend(_secret_warnings(doc, item, path + (i,)))
-    return out
+            _reject_literal_secrets(doc, item, path + (i,))
 
 
 def resolve_target(project: Project, target: str | None = None, profile: str | None = None,
@@ -136,5 +133,5 @@ def resolve_target(project: Project, target: str | None = None, profile: str | N
         "orchestrator": body.get("orchestrator") or {},
         "manifests": out.get("manifests") or {},
     }
-    warnings = [] if target in DEV_TARGETS else _secret_warnings(checked, out, (profile, "outputs", target))
-    return ResolvedTarget(profile=profile, name=target, section=section, doc=checked, warnings=warnings)
+    _reject_literal_secrets(checked, out, (profile, "outputs", target))
+    return ResolvedTarget(profile=profile, name=target, section=section, doc=checked, warnings=[])

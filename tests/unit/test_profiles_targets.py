@@ -19,7 +19,7 @@ PROD = """\
       executor: {type: kubernetes, config: {namespace: mbt, image: "{{ env_var('IMG', 'runner:1') }}"}}
       storage: {type: s3, config: {bucket: b, endpoint_url: "{{ env_var('S3_URL') }}",
                                    access_key: "{{ secret('S3_ACCESS_KEY') }}", secret_key: "{{ secret('S3_SECRET_KEY') }}"}}
-      data_connector: {type: postgres, config: {host: db, port: 5432, user: mbt, password: hunter2}}
+      data_connector: {type: postgres, config: {host: db, port: 5432, user: mbt, password: "{{ secret('PG_PASSWORD') }}"}}
       mlflow: {conn_id: mbt_mlflow}
       h2o: {url: "http://127.0.0.1:54321"}
       manifests: {uri: "s3://b/manifests/", conn_id: mbt_s3}
@@ -50,15 +50,26 @@ def test_default_target_section(tmp_path):
         "orchestrator": {"type": "airflow", "config": {"default_args": {"retries": 2}}}, "manifests": {}}
 
 
-def test_prod_renders_env_keeps_secrets_and_warns_on_literals(tmp_path):
+def test_prod_renders_env_and_keeps_secrets_as_references(tmp_path):
     t = resolve_target(project(tmp_path, one_profile()), "prod", env={"S3_URL": "http://s3:8333"})
     storage = t.section["storage"]["config"]
     assert storage["endpoint_url"] == "http://s3:8333"
     assert storage["access_key"] == {"$secret": "S3_ACCESS_KEY"}
     assert t.section["executor"]["config"]["image"] == "runner:1"
-    assert len(t.warnings) == 1
-    assert t.warnings[0].startswith("profiles.yaml:14:") and "password" in t.warnings[0]
-    assert "hunter2" not in t.warnings[0]
+    assert t.section["data_connector"]["config"]["password"] == {"$secret": "PG_PASSWORD"}
+    assert t.warnings == []
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_literal_credential_is_an_input_error_in_every_target(tmp_path, target):
+    text = one_profile().replace("password: \"{{ secret('PG_PASSWORD') }}\"", "password: hunter2")
+    text = text.replace("base_path: ./local_artifacts}", "base_path: ./local_artifacts, token: abc123}")
+    with pytest.raises(MBTInputError) as err:
+        resolve_target(project(tmp_path, text), target, env={"S3_URL": "http://s3:8333"})
+    msg = str(err.value)
+    line = 7 if target == "dev" else 14
+    assert msg.startswith(f"profiles.yaml:{line}:") and "literal credential" in msg
+    assert "hunter2" not in msg and "abc123" not in msg and "secret(" in msg
 
 
 def test_other_targets_are_not_rendered(tmp_path):
