@@ -172,8 +172,13 @@ def test_step_execute_without_upstream_fails_cleanly(sklearn_project, sklearn_ru
 @pytest.mark.h2o
 def test_h2o_automl_training_run(tmp_path_factory):
     project = init_project(tmp_path_factory.mktemp("h2o"))
-    mbt(project, "compile", TRAINING, "--target", "dev", "--vars", "max_runtime_secs=20")
-    results, proc = run_pipeline_cli(project, TRAINING, "--vars", "max_runtime_secs=20")
+    # a port of its own: other tests' dev-target runs use the scaffold's 54331 (H2O also takes port+1)
+    profiles = project / "profiles.yaml"
+    assert "port: 54331" in profiles.read_text()
+    profiles.write_text(profiles.read_text().replace("port: 54331", "port: 54371"))
+    # 60 s: with 20 s AutoML sometimes builds no model at all when the 2 cores are busy
+    mbt(project, "compile", TRAINING, "--target", "dev", "--vars", "max_runtime_secs=60")
+    results, proc = run_pipeline_cli(project, TRAINING, "--vars", "max_runtime_secs=60")
     check_training_run(project, results, proc)
     model_dir_tar = Path(registry(project, results["run_id"])["model"]["uri"])
     import tarfile
