@@ -40,3 +40,12 @@ def test_unreachable_cluster_is_an_infra_error_naming_the_url(tmp_path):
         fw.connect()
     assert err.value.service == "H2O" and "http://127.0.0.1:9" in str(err.value)
     fw.cleanup()  # nothing was created: a no-op
+
+
+def test_sort_metric_must_fit_the_problem_type():
+    assert automl_options({"sort_metric": "AUC"}, "binary_classification") == {"sort_metric": "AUC"}
+    assert automl_options({"sort_metric": "AUC"}, "multiclass_classification") == {"sort_metric": "mean_per_class_error"}
+    assert automl_options({"sort_metric": "rmse"}, "regression") == {"sort_metric": "rmse"}
+    with pytest.raises(MBTInputError) as err:
+        automl_options({"sort_metric": "AUC"}, "regression")
+    assert err.value.field == "training.model_training.config.sort_metric" and "RMSE" in err.value.hint

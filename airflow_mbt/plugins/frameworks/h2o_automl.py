@@ -45,6 +45,12 @@ INFO_FILE = "h2o_model.json"
 LABEL = "__mbt_label__"
 PROBE_TIMEOUT = 10
 STARTUP_WAIT = 30
+_COMMON_SORT = ("AUTO", "deviance", "MSE", "RMSE")
+SORT_METRICS = {
+    "binary_classification": _COMMON_SORT + ("AUC", "AUCPR", "logloss", "mean_per_class_error"),
+    "multiclass_classification": _COMMON_SORT + ("logloss", "mean_per_class_error"),
+    "regression": _COMMON_SORT + ("MAE", "RMSLE"),
+}
 AUTOML_ID = re.compile(r"AutoML_\d+_\d+_\d+")
 MOJO_JAVA_OPTIONS = "-Xmx1g -XX:ReservedCodeCacheSize=128m"
 
@@ -120,8 +126,10 @@ def to_pandas(frame) -> "pd.DataFrame":
         return frame.as_data_frame()
 
 
-def automl_options(config: dict) -> dict:
-    """Validate ``model_training.config`` against ``H2OAutoML``'s parameters."""
+def automl_options(config: dict, problem_type: str | None = None) -> dict:
+    """Validate ``model_training.config`` against ``H2OAutoML``'s parameters and, when
+    ``problem_type`` is given, ``sort_metric`` against it (AUC on a multiclass problem becomes
+    ``mean_per_class_error``)."""
     from h2o.automl import H2OAutoML
 
     valid = [p for p in inspect.signature(H2OAutoML.__init__).parameters if p not in ("self", "kwargs")]
@@ -133,6 +141,15 @@ def automl_options(config: dict) -> dict:
     for key in ("max_runtime_secs", "max_models", "nfolds", "seed"):
         if key in options and (isinstance(options[key], bool) or not isinstance(options[key], int)):
             raise MBTInputError(f"{key} must be an integer, got {options[key]!r}", field=f"{FIELD}.{key}")
+    metric = str(options.get("sort_metric", "AUTO"))
+    allowed = SORT_METRICS.get(problem_type or "", ())
+    if allowed and metric.upper() not in {m.upper() for m in allowed}:
+        if problem_type == "multiclass_classification" and metric.upper() in ("AUC", "AUCPR"):
+            log.warning("sort_metric %s does not rank multiclass models: using mean_per_class_error", metric)
+            options["sort_metric"] = "mean_per_class_error"
+        else:
+            raise MBTInputError(f"sort_metric {metric!r} does not apply to {problem_type}", field=f"{FIELD}.sort_metric",
+                                hint=f"use one of: {', '.join(allowed)}")
     return options
 
 
@@ -207,7 +224,7 @@ class H2OAutoMLFramework(Framework):
         import h2o
         from h2o.automl import H2OAutoML
 
-        options = automl_options(config)
+        options = automl_options(config, problem_type)
         self.connect()
         run = re.sub(r"[^A-Za-z0-9_]", "_", getattr(ctx, "run_id", "run"))
         project = str(options.pop("project_name", None) or f"mbt_{run}_{uuid.uuid4().hex[:6]}")
@@ -220,9 +237,6 @@ class H2OAutoMLFramework(Framework):
         self._frames.append(train_frame.frame_id)
         if classification and train_frame.types.get(LABEL) != "enum":
             train_frame[LABEL] = train_frame[LABEL].asfactor()
-        if classification and "sort_metric" in options and problem_type == "multiclass_classification" \
-                and str(options["sort_metric"]).upper() == "AUC":
-            options["sort_metric"] = "mean_per_class_error"
         automl = H2OAutoML(project_name=project, **options)
         self._projects.append(project)
         automl.train(x=list(X.columns), y=LABEL, training_frame=train_frame)
