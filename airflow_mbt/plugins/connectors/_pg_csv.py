@@ -1,0 +1,180 @@
+"""CSV codec between PostgreSQL ``COPY`` and pandas, through pyarrow (helper of ``postgres.py``).
+
+Reading: the ``COPY ... TO STDOUT (FORMAT csv)`` stream is cut into segments at row boundaries
+(a newline outside quotes) and each segment is parsed by the pyarrow CSV reader with column
+types from the catalog, so memory stays bounded by the segment size plus the result.
+Writing: frames are encoded chunk by chunk with the pyarrow CSV writer (NULL = empty unquoted,
+empty string = ``""``), the format ``COPY ... FROM STDIN (FORMAT csv)`` expects.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from airflow_mbt.errors import DataContractError
+
+INT_TYPES = {"int2", "int4", "int8", "oid"}
+FLOAT_TYPES = {"float4", "float8", "numeric", "money"}
+TIMESTAMP_TYPES = {"timestamp": False, "timestamptz": True}
+SEGMENT_BYTES = 32 * 1024 * 1024
+
+
+def arrow_type(typname: str):
+    """Arrow type used to parse a column of PostgreSQL type ``typname`` (timestamps: text first)."""
+    import pyarrow as pa
+
+    if typname in INT_TYPES:
+        return pa.int64()
+    if typname in FLOAT_TYPES:
+        return pa.float64()
+    if typname == "bool":
+        return pa.bool_()
+    if typname == "date":
+        return pa.date32()
+    return pa.string()
+
+
+class CopyDecoder:
+    """Accumulates COPY CSV bytes; yields arrow tables parsed from complete rows."""
+
+    def __init__(self, columns: list[tuple[str, str]], segment_bytes: int = SEGMENT_BYTES):
+        import pyarrow.csv as pcsv
+
+        self.columns = columns
+        self.segment_bytes = segment_bytes
+        self._buf = bytearray()
+        names = [f"c{i}" for i in range(len(columns))]  # positional: real names may repeat/odd
+        self._read = pcsv.ReadOptions(column_names=names, block_size=8 * 1024 * 1024)
+        # quoted newlines need the slower serial parser; text without any quote cannot have them
+        self._parse_nl = pcsv.ParseOptions(newlines_in_values=True)
+        self._parse_fast = pcsv.ParseOptions(newlines_in_values=False)
+        self._convert = pcsv.ConvertOptions(
+            column_types={n: arrow_type(t) for n, (_c, t) in zip(names, columns)},
+            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
+            true_values=["t"], false_values=["f"])
+
+    def feed(self, data) -> Iterator:
+        self._buf += data
+        if len(self._buf) >= self.segment_bytes:
+            cut = _row_boundary(self._buf)
+            if cut > 0:
+                segment = bytes(self._buf[:cut])
+                del self._buf[:cut]
+                yield self._parse_bytes(segment)
+
+    def finish(self) -> Iterator:
+        if self._buf:
+            segment = bytes(self._buf)
+            self._buf.clear()
+            yield self._parse_bytes(segment)
+
+    def _parse_bytes(self, data: bytes):
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        parse = self._parse_nl if b'"' in data else self._parse_fast
+        return pcsv.read_csv(pa.BufferReader(data), read_options=self._read,
+                             parse_options=parse, convert_options=self._convert)
+
+    def empty(self):
+        return empty_table(self.columns)
+
+
+def empty_table(columns: list[tuple[str, str]]):
+    """A zero-row arrow table with the positional names and parse types of ``columns``."""
+    import pyarrow as pa
+
+    return pa.table({f"c{i}": pa.array([], type=arrow_type(t)) for i, (_c, t) in enumerate(columns)})
+
+
+def to_pandas(table, columns: list[tuple[str, str]]):
+    """Arrow table (positional names) -> DataFrame with the real names and pandas dtypes."""
+    import pandas as pd
+
+    df = table.to_pandas()
+    df.columns = [c for c, _t in columns]
+    for i, (_col, typname) in enumerate(columns):
+        if typname in TIMESTAMP_TYPES:
+            df.isetitem(i, pd.to_datetime(df.iloc[:, i], format="ISO8601", utc=TIMESTAMP_TYPES[typname]))
+    return df
+
+
+def _row_boundary(buf: bytearray) -> int:
+    """Index just after the last newline that is outside double quotes (0 if none).
+
+    In CSV with doubled-quote escaping, a position is outside quotes iff an even number of quote
+    characters precede it.
+    """
+    total = buf.count(b'"')
+    end = len(buf)
+    while True:
+        pos = buf.rfind(b"\n", 0, end)
+        if pos < 0:
+            return 0
+        if (total - buf.count(b'"', pos)) % 2 == 0:
+            return pos + 1
+        end = pos
+
+
+def encode_chunks(df, target_types: dict[str, str], table: str, chunk_rows: int = 100_000) -> Iterator[bytes]:
+    """CSV bytes (no header) of ``df`` in chunks; float columns bound for integer columns are
+    checked to be whole numbers and written without a fraction."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    df = _coerce_for_target(df, target_types, table)
+    options = pcsv.WriteOptions(include_header=False)
+    for start in range(0, len(df), chunk_rows):
+        part = df.iloc[start:start + chunk_rows]
+        try:
+            arrow = pa.Table.from_pandas(part, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrow = pa.Table.from_pandas(_stringify_objects(part), preserve_index=False)
+        sink = io.BytesIO()
+        pcsv.write_csv(arrow, sink, options)
+        yield sink.getvalue()
+
+
+def _coerce_for_target(df, target_types: dict[str, str], table: str):
+    import numpy as np
+
+    changed = {}
+    for col in df.columns:
+        typname = target_types.get(col)
+        series = df[col]
+        if typname in INT_TYPES and series.dtype.kind == "f":
+            values = series.to_numpy()
+            finite = values[~np.isnan(values)]
+            if finite.size and not np.all(np.mod(finite, 1) == 0):
+                raise DataContractError(
+                    f"column {col!r} has fractional values but {table}.{col} is an integer column",
+                    field=col, hint="round the values or change the column type")
+            changed[col] = series.astype("Int64")
+    if changed:
+        df = df.assign(**changed)
+    return df
+
+
+def _stringify_objects(df):
+    """Object columns with mixed Python types as text (None stays NULL)."""
+    import pandas as pd
+
+    changed = {c: df[c].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+               for c in df.columns if df[c].dtype == object}
+    return df.assign(**changed) if changed else df
+
+
+def sql_type_for(dtype) -> str:
+    """PostgreSQL column type for a pandas dtype (used only when the target table is missing)."""
+    kind = getattr(dtype, "kind", "O")
+    if str(dtype) == "boolean" or kind == "b":
+        return "boolean"
+    if kind in "iu":
+        return "bigint"
+    if kind == "f":
+        return "double precision"
+    if kind == "M":
+        return "timestamptz" if getattr(dtype, "tz", None) is not None else "timestamp"
+    return "text"

@@ -1,0 +1,251 @@
+"""``PostgresConnector``: tables in PostgreSQL through psycopg 3 ``COPY`` (the prod target).
+
+Config: ``conn_id`` (Airflow postgres connection) and/or ``host``, ``port``, ``database``,
+``user``, ``password``; ``schema`` (default ``public``) for unqualified table names.
+Reads stream ``COPY (SELECT ...) TO STDOUT`` through the pyarrow CSV reader with dtypes from the
+catalog; writes run ``DELETE ... WHERE`` (``replace_where``) and ``COPY ... FROM STDIN`` in one
+transaction, so a publish is idempotent per run and a killed writer leaves nothing behind.
+Every identifier is quoted (``psycopg.sql.Identifier``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator
+
+from airflow_mbt.errors import DataContractError, InfraError, MBTInputError
+from airflow_mbt.plugins.base import DataConnector
+from airflow_mbt.plugins.connectors._pg_connect import (connect, resolve_params, scrub,
+                                                        split_table)
+
+log = logging.getLogger("airflow_mbt")
+
+CATALOG_SQL = """
+SELECT a.attname, t.typname
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+TABLES_SQL = """
+SELECT c.relname FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1 LIMIT 30
+"""
+
+
+class PostgresConnector(DataConnector):
+    type_name = "postgres"
+
+    def __init__(self, config: dict, runtime=None):
+        super().__init__(config or {}, runtime)
+        self.default_schema = self.config.get("schema") or "public"
+        self._params = None
+        self._conn = None
+
+    # ---- connection -----------------------------------------------------------------------
+    @property
+    def params(self):
+        if self._params is None:
+            self._params = resolve_params(self.config, self.runtime)
+        return self._params
+
+    @property
+    def conn(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.params)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+
+    def _db_error(self, exc: Exception, doing: str) -> Exception:
+        """A psycopg error during ``doing`` as an MBT error (no secret in the text)."""
+        import psycopg
+
+        text = scrub(str(exc).strip(), self.params.password)
+        if isinstance(exc, psycopg.OperationalError) or isinstance(exc, psycopg.InterfaceError):
+            self.close()
+            return InfraError("PostgreSQL", f"{doing} at {self.params.where} failed: {text}")
+        if isinstance(exc, (psycopg.errors.DataError, psycopg.errors.IntegrityError)):
+            return DataContractError(f"{doing}: {text}", field="table",
+                                     hint="the frame does not fit the table's column types/constraints")
+        return InfraError("PostgreSQL", f"{doing} at {self.params.where} failed: {text}")
+
+    # ---- catalog --------------------------------------------------------------------------
+    def _resolve(self, table: str) -> tuple[str, str, list[tuple[str, str]]]:
+        """(schema, table, [(column, typname)]) of an existing table; unquoted-style lowercase
+        fallback like SQL identifier folding. Empty column list when the table does not exist."""
+        schema, name = split_table(table, self.default_schema)
+        candidates = [(schema, name)]
+        if (schema.lower(), name.lower()) != (schema, name):
+            candidates.append((schema.lower(), name.lower()))
+        for sch, tab in candidates:
+            cols = self.conn.execute(CATALOG_SQL, (sch, tab)).fetchall()
+            if cols:
+                return sch, tab, [(c, t) for c, t in cols]
+        return schema, name, []
+
+    def _missing_table(self, schema: str, name: str, table: str) -> MBTInputError:
+        present = [r[0] for r in self.conn.execute(TABLES_SQL, (schema,)).fetchall()]
+        return MBTInputError(
+            f"table {schema}.{name} does not exist in PostgreSQL database {self.params.dbname!r}",
+            field="table", hint=(f"tables in schema {schema!r}: {', '.join(present)}" if present
+                                 else f"schema {schema!r} has no tables; check data_connector.config.schema"))
+
+    @staticmethod
+    def _ident(schema: str, name: str):
+        from psycopg import sql
+
+        return sql.Identifier(schema, name)
+
+    # ---- reading --------------------------------------------------------------------------
+    def _select_columns(self, table: str, columns: list[str] | None):
+        schema, name, catalog = self._resolve(table)
+        if not catalog:
+            raise self._missing_table(schema, name, table)
+        if columns is not None:
+            known = dict(catalog)
+            missing = [c for c in columns if c not in known]
+            if missing:
+                raise DataContractError(f"columns {missing} not in table {schema}.{name}", field="columns",
+                                        hint=f"available: {', '.join(known)}")
+            catalog = [(c, known[c]) for c in columns]
+        return schema, name, catalog
+
+    def _copy_out(self, schema: str, name: str, catalog, segment_bytes: int | None = None) -> Iterator:
+        """Arrow tables parsed from a streamed COPY of the selected columns."""
+        from psycopg import sql
+
+        from airflow_mbt.plugins.connectors._pg_csv import CopyDecoder
+
+        decoder = CopyDecoder(catalog, **({"segment_bytes": segment_bytes} if segment_bytes else {}))
+        query = sql.SQL("COPY (SELECT {cols} FROM {tab}) TO STDOUT (FORMAT csv)").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c, _t in catalog), tab=self._ident(schema, name))
+        produced = False
+        try:
+            with self.conn.cursor() as cur, cur.copy(query) as copy:
+                while data := copy.read():  # faster than iterating the Copy object
+                    for part in decoder.feed(data):
+                        produced = True
+                        yield part
+            for part in decoder.finish():
+                produced = True
+                yield part
+        except Exception as exc:
+            import psycopg
+
+            if isinstance(exc, psycopg.Error):
+                raise self._db_error(exc, f"reading {schema}.{name}") from None
+            raise
+        if not produced:
+            yield decoder.empty()
+
+    def read_table(self, table: str, columns: list[str] | None = None):
+        import pyarrow as pa
+
+        from airflow_mbt.plugins.connectors._pg_csv import to_pandas
+
+        schema, name, catalog = self._select_columns(table, columns)
+        parts = list(self._copy_out(schema, name, catalog))
+        arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        del parts
+        df = to_pandas(arrow, catalog)
+        log.info("read %d rows from PostgreSQL %s.%s", len(df), schema, name)
+        return df
+
+    def iter_table(self, table: str, chunk_rows: int = 200_000) -> Iterator:
+        """Chunks of exactly ``chunk_rows`` rows (the last may be shorter); memory bounded by
+        a COPY segment plus one chunk."""
+        import pyarrow as pa
+
+        from airflow_mbt.plugins.connectors._pg_csv import empty_table, to_pandas
+
+        if chunk_rows < 1:
+            raise MBTInputError(f"chunk_rows must be >= 1, got {chunk_rows}", field="chunk_rows")
+        schema, name, catalog = self._select_columns(table, None)
+        pending: list = []
+        held = 0
+        # segments of ~ 64 bytes/row * chunk_rows keep the buffered text near one chunk
+        segment = max(1 << 20, min(64 << 20, chunk_rows * 64))
+        emitted = False
+        for part in self._copy_out(schema, name, catalog, segment_bytes=segment):
+            pending.append(part)
+            held += part.num_rows
+            while held >= chunk_rows:
+                merged = pa.concat_tables(pending)
+                yield to_pandas(merged.slice(0, chunk_rows), catalog)
+                emitted = True
+                rest = merged.slice(chunk_rows)
+                pending, held = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+        if held or not emitted:
+            yield to_pandas(pa.concat_tables(pending) if pending else empty_table(catalog), catalog)
+
+    # ---- writing --------------------------------------------------------------------------
+    def write_table(self, df, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
+        import psycopg
+        from psycopg import sql
+
+        from airflow_mbt.plugins.connectors._pg_csv import encode_chunks
+
+        schema, name, catalog = self._resolve(table)
+        if not catalog:
+            self._create_table(df, schema, name)
+            schema, name, catalog = self._resolve(f'"{schema}"."{name}"')
+        types = dict(catalog)
+        extra = [c for c in df.columns if c not in types]
+        if extra:
+            raise DataContractError(f"columns {extra} are not in table {schema}.{name}", field="columns",
+                                    hint=f"table columns: {', '.join(types)}")
+        where = dict(replace_where or {})
+        bad = [c for c in where if c not in types]
+        if bad:
+            raise DataContractError(f"replace_where columns {bad} are not in table {schema}.{name}",
+                                    field="replace_where")
+        ident = self._ident(schema, name)
+        copy_sql = sql.SQL("COPY {tab} ({cols}) FROM STDIN (FORMAT csv)").format(
+            tab=ident, cols=sql.SQL(", ").join(sql.Identifier(str(c)) for c in df.columns))
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                if where:
+                    cur.execute(sql.SQL("DELETE FROM {tab} WHERE {cond}").format(
+                        tab=ident, cond=sql.SQL(" AND ").join(
+                            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in where)),
+                        list(where.values()))
+                    if cur.rowcount:
+                        log.info("replaced %d rows of %s.%s where %s", cur.rowcount, schema, name,
+                                 ", ".join(f"{k}={v}" for k, v in where.items()))
+                if len(df.columns) and len(df):
+                    with cur.copy(copy_sql) as copy:
+                        for chunk in encode_chunks(df, types, f"{schema}.{name}"):
+                            copy.write(chunk)
+        except psycopg.Error as exc:
+            raise self._db_error(exc, f"writing {schema}.{name}") from None
+        log.info("wrote %d rows to PostgreSQL %s.%s", len(df), schema, name)
+        return len(df)
+
+    def _create_table(self, df, schema: str, name: str) -> None:
+        from psycopg import sql
+
+        from airflow_mbt.plugins.connectors._pg_csv import sql_type_for
+
+        if not len(df.columns):
+            raise DataContractError(f"cannot create table {schema}.{name} from a frame without columns",
+                                    field="table")
+        cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(str(c)), sql.SQL(sql_type_for(t)))
+                                  for c, t in df.dtypes.items())
+        stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {tab} ({cols})").format(tab=self._ident(schema, name),
+                                                                           cols=cols)
+        import psycopg
+
+        try:
+            self.conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise self._db_error(exc, f"creating table {schema}.{name}") from None
+        log.warning("table %s.%s did not exist: created it from the frame's dtypes (%s)", schema, name,
+                    ", ".join(f"{c} {sql_type_for(t)}" for c, t in df.dtypes.items()))
