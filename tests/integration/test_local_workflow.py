@@ -24,6 +24,7 @@ MBT = Path(sys.executable).parent / "mbt"
 TRAINING = "training_churn_model_v1"
 SERVING = "serving_churn_model_v1"
 TRAINING_STEPS = ["load_data", "split_data", "train_model", "evaluate", "log_run"]
+SERVING_STEPS = ["load_model", "load_scoring_data", "apply_transforms", "predict", "publish"]
 METRICS = ["roc_auc", "accuracy", "f1", "precision", "recall"]
 DETERMINISTIC = ["raw_data", "train_set", "test_set", "preprocessor"]
 
@@ -117,7 +118,8 @@ def test_sklearn_training_run(sklearn_project, sklearn_run):
     check_training_run(sklearn_project, *sklearn_run)
 
 
-def test_serving_scores_every_customer(sklearn_project, sklearn_run):
+@pytest.fixture(scope="module")
+def serving_run(sklearn_project, sklearn_run):
     results, _ = sklearn_run
 
     def point_at_training_run(doc):
@@ -129,18 +131,52 @@ def test_serving_scores_every_customer(sklearn_project, sklearn_run):
     mbt(sklearn_project, "validate")
     mbt(sklearn_project, "compile", SERVING, "--target", "dev")
     served, _ = run_pipeline_cli(sklearn_project, SERVING)
-    assert served["status"] == "success", served
-    assert served["run_id"] != results["run_id"]
+    return served
+
+
+def read_predictions(project: Path) -> tuple[list[str], list[dict]]:
+    with open(project / "predictions.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames), list(reader)
+
+
+def test_serving_scores_every_customer(sklearn_project, sklearn_run, serving_run):
+    assert serving_run["status"] == "success", serving_run
+    assert serving_run["run_id"] != sklearn_run[0]["run_id"]
+    assert [s["name"] for s in serving_run["steps"]] == SERVING_STEPS
     with open(sklearn_project / "sample_data" / "customers_to_score.csv", newline="") as fh:
         customers = [row["customer_id"] for row in csv.DictReader(fh)]
-    with open(sklearn_project / "predictions.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-    assert {"customer_id", "prediction", "prediction_probability"} <= set(reader.fieldnames)
+    fields, rows = read_predictions(sklearn_project)
+    assert {"customer_id", "prediction", "prediction_probability"} <= set(fields)
     assert sorted(r["customer_id"] for r in rows) == sorted(customers) and len(rows) == len(customers)
     assert {r["prediction"] for r in rows} <= {"0", "1"}
     probabilities = [float(r["prediction_probability"]) for r in rows]
     assert all(0.0 <= p <= 1.0 for p in probabilities) and len(set(probabilities)) > 10
+
+
+def test_serving_steps_in_parallel_processes_match_mbt_run(sklearn_project, serving_run):
+    """load_model and load_scoring_data run at the same time in two processes (as two pods
+    would) and record into one registry; the rest follow one process each."""
+    _, before = read_predictions(sklearn_project)
+    run_id = new_run_id()
+
+    def step_cmd(step):
+        return [str(MBT), "step", "execute", "--pipeline", SERVING, "--step", step, "--target", "dev",
+                "--run-id", run_id]
+
+    parallel = [subprocess.Popen(step_cmd(s), cwd=sklearn_project, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for s in SERVING_STEPS[:2]]
+    outcomes = [(p.wait(timeout=600), p.communicate()) for p in parallel]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    for step in SERVING_STEPS[2:]:
+        mbt(sklearn_project, *step_cmd(step)[1:])
+    first, second = registry(sklearn_project, serving_run["run_id"]), registry(sklearn_project, run_id)
+    assert set(second) == set(first) == {"model", "preprocessor", "scoring_data", "features",
+                                         "predictions", "publish_result"}
+    for name in ("preprocessor", "scoring_data", "features", "predictions"):
+        assert second[name]["sha256"] == first[name]["sha256"], name
+    _, after = read_predictions(sklearn_project)
+    assert sorted(after, key=lambda r: r["customer_id"]) == sorted(before, key=lambda r: r["customer_id"])
 
 
 def test_step_execute_per_process_matches_mbt_run(sklearn_project, sklearn_run):
