@@ -5,8 +5,10 @@ fitted impute/scale/encode. The id column is kept in front of the feature column
 from __future__ import annotations
 
 from airflow_mbt.ml import contract, custom_transforms, preprocessing
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     pre, df = inputs["preprocessor"], inputs["scoring_data"]
     df = custom_transforms.apply(df, pre.get("custom_transforms") or [], ctx.project_dir)

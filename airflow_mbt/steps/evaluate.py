@@ -11,9 +11,11 @@ from __future__ import annotations
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.ml import criteria, metrics, plots, preprocessing, scoring
 from airflow_mbt.ml.schema import normalize_labels
+from airflow_mbt.steps.error_location import with_pipeline_location
 from airflow_mbt.steps.train_model import fresh_dir
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     evaluation = (ctx.config.get("training") or {}).get("evaluation") or {}
     model_dir, pre, test = inputs["model"], inputs["preprocessor"], inputs["test_set"]

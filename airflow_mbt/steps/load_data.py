@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow_mbt.errors import DataContractError, MBTInputError
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 
 def read_source(ctx, section: str, key: str):
@@ -18,5 +19,6 @@ def read_source(ctx, section: str, key: str):
     return df
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     return {"raw_data": read_source(ctx, "training", "label_table")}

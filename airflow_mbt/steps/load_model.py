@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from airflow_mbt.ml.scoring import read_meta
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     from airflow_mbt.tracking.model_fetch import fetch
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from airflow_mbt.steps.error_location import with_pipeline_location
 from airflow_mbt.steps.load_data import read_source
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     return {"scoring_data": read_source(ctx, "serving", "scoring_table")}

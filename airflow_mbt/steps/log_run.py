@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from airflow_mbt.steps.error_location import with_pipeline_location
 
+
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     from airflow_mbt.tracking.run_logger import log_training_run
 

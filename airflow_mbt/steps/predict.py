@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from airflow_mbt.ml import scoring
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     framework, model, meta = scoring.load(inputs["model"], ctx.runtime)
     features = inputs["features"]

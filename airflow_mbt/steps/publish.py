@@ -8,10 +8,12 @@ import os
 from datetime import datetime, timezone
 
 from airflow_mbt.errors import MBTInputError
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 DESTINATIONS = ("local_file", "database")
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     serving = ctx.config.get("serving") or {}
     output = serving.get("output") or {}

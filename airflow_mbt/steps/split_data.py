@@ -7,6 +7,7 @@ from airflow_mbt.errors import DataContractError, MBTInputError
 from airflow_mbt.ml import custom_transforms
 from airflow_mbt.ml.preprocessing import settings_from_config
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 
 def split_settings(config: dict) -> tuple[float, int, bool]:
@@ -18,6 +19,7 @@ def split_settings(config: dict) -> tuple[float, int, bool]:
     return float(test_size), int(split.get("seed", 42)), bool(split.get("stratify", True))
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     from sklearn.model_selection import train_test_split
 

@@ -9,6 +9,7 @@ from airflow_mbt.errors import DataContractError
 from airflow_mbt.ml import preprocessing
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels
 from airflow_mbt.ml.scoring import write_meta
+from airflow_mbt.steps.error_location import with_pipeline_location
 
 
 def fresh_dir(path):
@@ -19,6 +20,7 @@ def fresh_dir(path):
     return path
 
 
+@with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     import pandas as pd
 

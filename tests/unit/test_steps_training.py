@@ -132,3 +132,26 @@ def test_regression_rows_without_label_are_a_data_contract_error(project):
                                     "split": {"stratify": False}, "evaluation": {"validation_criteria": []}})
     with pytest.raises(DataContractError, match="rows have no numeric label"):
         run_steps(make_manifest(cfg), project, ["load_data", "split_data", "train_model"])
+
+
+def test_input_errors_point_at_the_pipeline_yaml_line(project):
+    import yaml
+
+    cfg = training_config(training={"model_training": {"config": {"model": "RandomForrest"}}})
+    (project / "pipelines").mkdir()
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    (project / "pipelines" / "training_churn.yaml").write_text(text)
+    with pytest.raises(MBTInputError) as err:
+        run_steps(make_manifest(cfg), project, ["load_data", "split_data", "train_model"])
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "RandomForrest" in t)
+    assert (err.value.file, err.value.line) == ("pipelines/training_churn.yaml", line)
+    assert str(err.value).startswith(f"pipelines/training_churn.yaml:{line}:")
+    assert "training.model_training.config.model" in str(err.value)
+
+
+def test_without_the_yaml_at_hand_the_error_still_names_the_file(project):
+    cfg = training_config(training={"split": {"test_size": 2}})
+    with pytest.raises(MBTInputError) as err:
+        run_steps(make_manifest(cfg), project, ["load_data", "split_data"])
+    assert err.value.file == "pipelines/training_churn.yaml" and err.value.line is None
+    assert err.value.field == "training.split.test_size"
