@@ -107,3 +107,15 @@ def normalize_labels(y: "pd.Series", classes: list[Any], label_column: str) -> "
                                 field=f"label column {label_column!r}",
                                 hint="fix training.schema.target.classes")
     return pd.Series([mapping[v] for v in y], index=y.index, name=y.name, dtype=object).infer_objects()
+
+
+def regression_labels(y: "pd.Series", label_column: str) -> "pd.Series":
+    """Numeric regression targets; rows without a number raise one ``DataContractError``."""
+    import pandas as pd
+
+    values = pd.to_numeric(y, errors="coerce").astype("float64")
+    if values.isna().any():
+        raise DataContractError(f"{int(values.isna().sum())} rows have no numeric label",
+                                field=f"label column {label_column!r}",
+                                hint="filter rows without a label (or with text in it) from the label table")
+    return values

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.ml import criteria, metrics, plots, preprocessing, scoring
-from airflow_mbt.ml.schema import normalize_labels
+from airflow_mbt.ml.schema import normalize_labels, regression_labels
 from airflow_mbt.steps.error_location import with_pipeline_location
 from airflow_mbt.steps.train_model import fresh_dir
 
@@ -28,7 +28,8 @@ def run(ctx, inputs: dict) -> dict:
                             field="training.evaluation.primary_metric",
                             hint=f"available: {', '.join(metrics.METRICS[problem])}")
     y = test[meta["label_column"]]
-    y = normalize_labels(y, meta["classes"], meta["label_column"]) if problem != "regression" else y
+    y = normalize_labels(y, meta["classes"], meta["label_column"]) if problem != "regression" \
+        else regression_labels(y, meta["label_column"])
     scored = scoring.score(framework, model, meta, preprocessing.transform(test, pre))
     values = metrics.compute(problem, y, scored, classes=meta["classes"], positive_class=meta["positive_class"])
     results = criteria.evaluate(checks, values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from airflow_mbt.errors import DataContractError, MBTInputError
 from airflow_mbt.ml import custom_transforms
 from airflow_mbt.ml.preprocessing import settings_from_config
-from airflow_mbt.ml.schema import PipelineSchema, normalize_labels
+from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 
@@ -47,6 +47,8 @@ def run(ctx, inputs: dict) -> dict:
             strata = labels
         elif stratify:
             ctx.log.warning("class %r has fewer than 2 rows: splitting without stratification", counts.idxmin())
+    else:
+        regression_labels(df[schema.label_column], schema.label_column)  # fail before training
     if len(df) < 4:
         raise DataContractError(f"only {len(df)} rows: too few to split into train and test sets",
                                 field="training.data_source.label_table")

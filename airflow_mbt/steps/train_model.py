@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import shutil
 
-from airflow_mbt.errors import DataContractError
 from airflow_mbt.ml import preprocessing
-from airflow_mbt.ml.schema import PipelineSchema, normalize_labels
+from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
 from airflow_mbt.ml.scoring import write_meta
 from airflow_mbt.steps.error_location import with_pipeline_location
 
@@ -22,8 +21,6 @@ def fresh_dir(path):
 
 @with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
-    import pandas as pd
-
     schema = PipelineSchema.from_config(ctx.config)
     settings = preprocessing.settings_from_config(ctx.config)
     training = ctx.config["training"]
@@ -35,11 +32,7 @@ def run(ctx, inputs: dict) -> dict:
         classes = schema.resolve_classes(y)
         y = normalize_labels(y, classes, schema.label_column)
     else:
-        y = pd.to_numeric(y, errors="coerce")
-        if y.isna().any():
-            raise DataContractError(f"{int(y.isna().sum())} rows have no numeric label",
-                                    field=f"label column {schema.label_column!r}",
-                                    hint="filter rows without a label (or with text in it) from the label table")
+        y = regression_labels(y, schema.label_column)
     pre = preprocessing.fit(train, label_column=schema.label_column, id_column=schema.primary_key,
                             ignored_columns=schema.ignored_columns, **settings)
     X = preprocessing.transform(train, pre)
