@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from airflow_mbt.errors import AuthenticationError, InfraError, MBTInputError
+from airflow_mbt.project.connections import get_connection
 
 # libpq keywords an Airflow connection's extra may carry through to psycopg
 PASSTHROUGH_EXTRA = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout",
@@ -47,12 +48,7 @@ def resolve_params(config: dict, runtime) -> PgParams:
     source = "config"
     conn_id = config.get("conn_id")
     if conn_id:
-        if runtime is not None:
-            conn = runtime.connection(conn_id)
-        else:
-            from airflow_mbt.project.connections import get_connection
-
-            conn = get_connection(conn_id)
+        conn = runtime.connection(conn_id) if runtime is not None else get_connection(conn_id)
         values = {"host": conn.host, "port": conn.port, "database": conn.schema,
                   "user": conn.login, "password": conn.password}
         extra = conn.extra_dejson or {}

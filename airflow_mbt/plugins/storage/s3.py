@@ -18,6 +18,7 @@ from pathlib import Path
 from airflow_mbt.errors import (AuthenticationError, InfraError, MBTInputError,
                                 RegistryConflictError)
 from airflow_mbt.plugins.base import Storage
+from airflow_mbt.project.connections import get_connection
 
 MULTIPART_BYTES = 16 * 1024 * 1024
 AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
@@ -46,31 +47,15 @@ class S3Storage(Storage):
         kw: dict = {}
         conn_id = self.config.get("conn_id")
         if conn_id:
-            if self.runtime is not None:
-                conn = self.runtime.connection(conn_id)
-            else:
-                from airflow_mbt.project.connections import get_connection
-
-                conn = get_connection(conn_id)
+            conn = self.runtime.connection(conn_id) if self.runtime is not None else get_connection(conn_id)
             extra = conn.extra_dejson or {}
             if conn.login:
                 kw["aws_access_key_id"] = conn.login
                 kw["aws_secret_access_key"] = conn.password
-            if extra.get("aws_session_token"):
-                kw["aws_session_token"] = extra["aws_session_token"]
-            if extra.get("endpoint_url"):
-                kw["endpoint_url"] = extra["endpoint_url"]
-            if extra.get("region_name"):
-                kw["region_name"] = extra["region_name"]
-        cfg = self.config
-        if cfg.get("endpoint_url"):
-            kw["endpoint_url"] = cfg["endpoint_url"]
-        if cfg.get("access_key"):
-            kw["aws_access_key_id"] = cfg["access_key"]
-        if cfg.get("secret_key"):
-            kw["aws_secret_access_key"] = cfg["secret_key"]
-        if cfg.get("region"):
-            kw["region_name"] = cfg["region"]
+            kw.update({k: extra[k] for k in ("aws_session_token", "endpoint_url", "region_name") if extra.get(k)})
+        renames = {"endpoint_url": "endpoint_url", "access_key": "aws_access_key_id",
+                   "secret_key": "aws_secret_access_key", "region": "region_name"}
+        kw.update({arg: self.config[key] for key, arg in renames.items() if self.config.get(key)})
         kw.setdefault("region_name", "us-east-1")
         return kw
 
