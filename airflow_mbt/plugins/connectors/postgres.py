@@ -86,13 +86,21 @@ class PostgresConnector(DataConnector):
         if (schema.lower(), name.lower()) != (schema, name):
             candidates.append((schema.lower(), name.lower()))
         for sch, tab in candidates:
-            cols = self.conn.execute(CATALOG_SQL, (sch, tab)).fetchall()
+            cols = self._query(CATALOG_SQL, (sch, tab), f"looking up table {sch}.{tab}")
             if cols:
                 return sch, tab, [(c, t) for c, t in cols]
         return schema, name, []
 
+    def _query(self, query, args, doing: str) -> list:
+        import psycopg
+
+        try:
+            return self.conn.execute(query, args).fetchall()
+        except psycopg.Error as exc:
+            raise self._db_error(exc, doing) from None
+
     def _missing_table(self, schema: str, name: str, table: str) -> MBTInputError:
-        present = [r[0] for r in self.conn.execute(TABLES_SQL, (schema,)).fetchall()]
+        present = [r[0] for r in self._query(TABLES_SQL, (schema,), f"listing tables of {schema}")]
         return MBTInputError(
             f"table {schema}.{name} does not exist in PostgreSQL database {self.params.dbname!r}",
             field="table", hint=(f"tables in schema {schema!r}: {', '.join(present)}" if present
