@@ -53,3 +53,12 @@ def test_validate_rejects_unsafe_values(bad):
 @pytest.mark.parametrize("good", ["run_20260101_000000_abcd", "manual-1.2", "X"])
 def test_validate_accepts_safe_values(good):
     assert validate_run_id(good) == good
+
+
+def test_airflow_pendulum_dates_in_other_time_zones():
+    import pendulum  # what Airflow hands operators as logical_date / run_after
+
+    paris = pendulum.datetime(2026, 2, 1, 4, 0, tz="Europe/Paris")
+    utc = datetime(2026, 2, 1, 3, 0, tzinfo=timezone.utc)
+    assert run_id_from_airflow("d", "r", paris) == run_id_from_airflow("d", "r", utc)
+    assert run_id_from_airflow("d", "r", paris).startswith("run_20260201_030000_")
