@@ -68,8 +68,8 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
         registry = ArtifactRegistry(storage, run_id)
         registry.load()
         producers = _producers(manifest)
-        inputs = {name: artifacts.fetch(storage, name, registry.lookup(name, producers.get(name)), scratch)
-                  for name in step.inputs}
+        found = {name: registry.lookup(name, producers.get(name)) for name in step.inputs}  # all, first
+        inputs = {name: artifacts.fetch(storage, name, entry, scratch) for name, entry in found.items()}
         module = step_module(step.name)
         ctx = StepContext(manifest=manifest, step=step, run_id=run_id, runtime=runtime,
                           work_dir=root, try_number=try_number)
