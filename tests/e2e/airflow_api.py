@@ -93,6 +93,10 @@ class AirflowAPI:
     def dag_details(self, dag_id: str) -> dict:
         return self.get(f"/api/v2/dags/{dag_id}/details")
 
+    def delete_dag(self, dag_id: str) -> None:
+        """Delete a DAG's metadata and history (the DAG file may bring it back)."""
+        self._raw("DELETE", f"/api/v2/dags/{dag_id}")
+
     def unpause(self, dag_id: str) -> dict:
         return self._raw("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
@@ -103,20 +107,31 @@ class AirflowAPI:
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> dict:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+        return self._raw("PATCH", path, {"state": state})
+
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 480) -> dict:
-        """Poll a DAG run until it is success or failed; raise (with task logs) otherwise."""
+        """Poll a DAG run until it is success or failed; raise (with task logs) otherwise. A task
+        waiting for a retry fails the wait at once: in these tests a retry means a broken step."""
         deadline = time.monotonic() + timeout
         run = self.dag_run(dag_id, run_id)
-        while run["state"] not in TERMINAL and time.monotonic() < deadline:
+        retrying = []
+        while run["state"] not in TERMINAL and time.monotonic() < deadline and not retrying:
             time.sleep(5)
             run = self.dag_run(dag_id, run_id)
+            # any run of the DAG (a run queued behind another waits for it: max_active_runs)
+            retrying = [(ti["dag_run_id"], ti["task_id"]) for ti in self.get(
+                f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", state="up_for_retry")["task_instances"]]
         if run["state"] != "success":
-            why = "did not finish" if run["state"] not in TERMINAL else f"ended {run['state']}"
-            raise AirflowAPIError(f"DAG run {dag_id}/{run_id} {why} within {timeout}s.\n"
-                                  + self.describe_tasks(dag_id, run_id))
+            why = (f"has tasks waiting for a retry ({', '.join(map('/'.join, retrying))})" if retrying
+                   else "did not finish" if run["state"] not in TERMINAL else f"ended {run['state']}")
+            details = "\n".join(f"{dag_id}/{r}:\n{self.describe_tasks(dag_id, r)}"
+                                 for r in sorted({run_id, *(r for r, _ in retrying)}))
+            raise AirflowAPIError(f"DAG run {dag_id}/{run_id} {why} (waited up to {timeout}s)\n{details}")
         return run
 
     # -- tasks -----------------------------------------------------------------------------
@@ -131,8 +146,7 @@ class AirflowAPI:
         if isinstance(body, dict):
             content = body.get("content")
             if isinstance(content, list):
-                return "\n".join(c.get("event", json.dumps(c)) if isinstance(c, dict) else str(c)
-                                 for c in content)
+                return "\n".join(map(_log_line, content))
             return str(content)
         return str(body)
 
@@ -159,3 +173,14 @@ class AirflowAPI:
                 lines.append(f"---- log of {ti['task_id']} try {ti['try_number']} ----\n"
                              f"{log[-log_chars:]}")
         return "\n".join(lines)
+
+
+def _log_line(entry) -> str:
+    """One structured task-log entry as text, with the exception (type, message, last frames)."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    line = str(entry.get("event", ""))
+    for err in entry.get("error_detail") or []:
+        frames = " <- ".join(f"{f.get('filename')}:{f.get('lineno')}" for f in reversed(err.get("frames", [])[-4:]))
+        line += f"\n  {err.get('exc_type')}: {err.get('exc_value')}\n  at {frames}"
+    return line

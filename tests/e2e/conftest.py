@@ -98,7 +98,9 @@ def spec_workflow(airflow, stack_env, tmp_path_factory):
     from spec_workflow import run_spec_workflow
 
     workdir = tmp_path_factory.mktemp("spec-workflow")
-    return run_spec_workflow(workdir, stack_env, airflow)
+    # AutoML budget of both training runs: 20 s trained nothing on this 2-core machine under load.
+    secs = int(os.environ.get("MBT_E2E_AUTOML_SECS", "60"))
+    return run_spec_workflow(workdir, stack_env, airflow, runtime_secs=secs)
 
 
 @pytest.fixture(scope="session")

@@ -29,13 +29,14 @@ from pathlib import Path
 import yaml
 
 from airflow_api import AirflowAPI
+from stack_clients import MLFLOW_URI, mlflow_client, s3_client, s3_delete_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 TRAINING = "training_churn_model_v1"
 SERVING = "serving_churn_model_v1"
 EXPERIMENT = "churn_prediction"
-MLFLOW_URI = "http://127.0.0.1:5000"
+MANIFESTS = ("mbt-pipeline-artifacts", "manifests/")
 PLACEHOLDER = "<run_id_from_mlflow>"
 CI_STEPS = ("validate", "compile", "deploy")
 DAG_RUN_TIMEOUT = 480
@@ -168,6 +169,28 @@ def run_ci(project: Path, env: dict, result: WorkflowResult) -> None:
 
 
 # -- Airflow -----------------------------------------------------------------------------------
+def reset_deployment(api: AirflowAPI, env: dict, timeout: float = 120) -> None:
+    """Fresh state, as on a new installation: no deployed manifests of the demo pipelines (a
+    deployed pipeline refuses other content) and no DAGs or DAG runs of them in Airflow."""
+    s3 = s3_client(env)
+    bucket, prefix = MANIFESTS
+    for name in (TRAINING, SERVING):
+        removed = s3_delete_prefix(s3, bucket, f"{prefix}{name}/")
+        print(f"reset: removed {removed} objects under s3://{bucket}/{prefix}{name}/", flush=True)
+    deadline = time.monotonic() + timeout
+    for name in (TRAINING, SERVING):
+        # the loader drops the DAG once its manifest is gone; then its history can be deleted
+        while (dag := api.try_get(f"/api/v2/dags/{name}")) is not None and not dag.get("is_stale"):
+            assert time.monotonic() < deadline, f"DAG {name} still active {timeout}s after its manifest was removed"
+            time.sleep(3)
+        if dag is not None:
+            for run in api.dag_runs(name):  # leftovers of an interrupted session
+                if run["state"] not in ("success", "failed"):
+                    api.set_run_state(name, run["dag_run_id"], "failed")
+            api.delete_dag(name)
+            print(f"reset: deleted DAG {name} and its runs from Airflow", flush=True)
+
+
 def run_dag(api: AirflowAPI, dag_id: str, schedule: str) -> tuple[str, str]:
     """Wait for the DAG, check its schedule, unpause, trigger and wait for success.
     Returns (DAG run id, mbt run id)."""
@@ -189,12 +212,6 @@ SCHEDULES = {"@monthly": {"@monthly", "0 0 1 * *"}, "@daily": {"@daily", "0 0 * 
 
 
 # -- MLflow ------------------------------------------------------------------------------------
-def mlflow_client():
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=MLFLOW_URI)
-
-
 def mlflow_run_by_mbt_run_id(mbt_run_id: str):
     client = mlflow_client()
     exp = client.get_experiment_by_name(EXPERIMENT)
@@ -216,13 +233,14 @@ def best_run(run_ids: list[str]) -> tuple[str, float]:
 
 
 # -- the workflow ------------------------------------------------------------------------------
-def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtime_secs: int = 20
+def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtime_secs: int = 60
                       ) -> WorkflowResult:
     env = cli_env(stack_env)
     env["MBT_MAX_RUNTIME_SECS"] = str(runtime_secs)
     project = workdir / "demo-project"
     result = WorkflowResult(project=project)
     started = time.monotonic()
+    reset_deployment(api, env)
 
     with phase(result, "A: init, validate, compile, local dev run"):
         sh("mbt init demo-project", workdir, env)

@@ -14,7 +14,8 @@ import pytest
 
 from airflow_api import AIRFLOW_URL, ADMIN
 from chromium import Browser
-from spec_workflow import MLFLOW_URI, SCHEDULES, SERVING, TRAINING, mlflow_client
+from spec_workflow import SCHEDULES, SERVING, TRAINING
+from stack_clients import MLFLOW_URI, mlflow_client
 
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
 

@@ -15,32 +15,10 @@ import urllib.parse
 
 import pytest
 
-from spec_workflow import EXPERIMENT, SERVING, TRAINING, mlflow_client
+from spec_workflow import EXPERIMENT, SERVING, TRAINING
+from stack_clients import mlflow_client, s3_client, s3_keys, warehouse
 
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live, pytest.mark.h2o]
-
-
-def s3_client(env: dict):
-    import boto3
-
-    conn = json.loads(env["AIRFLOW_CONN_MBT_S3"])
-    return boto3.client("s3", endpoint_url=conn["extra"]["endpoint_url"], aws_access_key_id=conn["login"],
-                        aws_secret_access_key=conn["password"], region_name=conn["extra"].get("region_name"))
-
-
-def s3_keys(client, bucket: str, prefix: str) -> list[str]:
-    keys = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys
-
-
-def warehouse(env: dict):
-    import psycopg
-
-    conn = json.loads(env["AIRFLOW_CONN_MBT_WAREHOUSE"])
-    return psycopg.connect(host=conn["host"], port=conn["port"], dbname=conn["schema"], user=conn["login"],
-                           password=conn["password"], connect_timeout=10)
 
 
 def test_airflow_runs_the_manifests_ci_compiled(spec_workflow, airflow):
