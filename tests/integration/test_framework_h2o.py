@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from ml_pipeline_fixtures import (dev_target, fetch, make_manifest, make_project, run_steps,  # noqa: E402
+from ml_pipeline_fixtures import (AUTOML_TEST, dev_target, fetch, make_manifest, make_project, run_steps,  # noqa: E402
                                   serving_config, training_config)
 
 from airflow_mbt.ml import preprocessing  # noqa: E402
@@ -32,10 +32,6 @@ pytestmark = [pytest.mark.h2o, pytest.mark.filterwarnings("ignore:Converting H2O
 
 OWN_PORT = 54351
 SHARED_PORT = 54361
-# bounded by model count, not by the clock: on a busy 2-core machine a 10 s budget can end
-# before the first model (the time limit is only a safety net here)
-AUTOML = {"max_runtime_secs": 180, "max_models": 2, "seed": 42, "nfolds": 2, "sort_metric": "AUC",
-          "exclude_algos": ["DeepLearning"]}
 
 
 def answers(port: int) -> bool:
@@ -91,7 +87,7 @@ def test_automl_on_the_shared_cluster_cleans_up_only_its_keys(shared_cluster, ch
     fw.connect()
     other = h2o.H2OFrame(pd.DataFrame({"a": [1, 2, 3]}), destination_frame="someone_elses_frame")
     before = set(h2o.ls()["key"])
-    model = fw.train(X, df["churned"], "binary_classification", AUTOML, Ctx())
+    model = fw.train(X, df["churned"], "binary_classification", AUTOML_TEST, Ctx())
     assert model.leader is not None and model.response_levels == ["0", "1"]
     created = fw.created_keys()
     assert any(k.endswith("_train") for k in created) and model.model_ids[0] in created
@@ -114,7 +110,7 @@ def test_mojo_predictions_in_a_fresh_process_equal_and_need_no_cluster(shared_cl
     runtime = TargetRuntime(target=dev_target(h2o={"url": shared_cluster}), project_dir=tmp_path)
     fw = H2OAutoMLFramework(runtime)
     try:
-        fw.save(fw.train(X, df["churned"], "binary_classification", AUTOML, Ctx()), tmp_path / "model")
+        fw.save(fw.train(X, df["churned"], "binary_classification", AUTOML_TEST, Ctx()), tmp_path / "model")
     finally:
         fw.cleanup()
     here = fw.predict(fw.load(tmp_path / "model"), X, "binary_classification")
@@ -145,7 +141,7 @@ def test_training_pipeline_with_its_own_jvm_then_serving(tmp_path):
     root = make_project(tmp_path, n_customers=1000, n_score=300)
     target = dev_target(h2o={"mode": "local", "port": OWN_PORT, "max_mem_size": "1g"})
     cfg = training_config()
-    cfg["training"]["model_training"] = {"framework": "h2o_automl", "config": AUTOML}
+    cfg["training"]["model_training"] = {"framework": "h2o_automl", "config": AUTOML_TEST}
     manifest = make_manifest(cfg, target)
     runtime = TargetRuntime(target=target, project_dir=root)
     try:
@@ -198,7 +194,7 @@ def test_prod_path_on_the_stack_server_via_connection(churn, tmp_path, monkeypat
     df, _, X = churn
     fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"conn_id": "b2_h2o_test"}), project_dir=tmp_path))
     try:
-        model = fw.train(X, df["churned"], "binary_classification", AUTOML, Ctx())
+        model = fw.train(X, df["churned"], "binary_classification", AUTOML_TEST, Ctx())
         fw.save(model, tmp_path / "model")
         created = fw.created_keys()
         assert created and model.leader.model_id in created
@@ -221,7 +217,7 @@ def test_multiclass_and_regression_mojos(shared_cluster, churn, tmp_path, proble
         X = X.drop(columns=[c for c in X.columns if c.startswith("contract_type")])
     fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"url": shared_cluster}), project_dir=tmp_path))
     try:
-        options = {**AUTOML, "sort_metric": "AUC" if problem != "regression" else "RMSE"}
+        options = {**AUTOML_TEST, "sort_metric": "AUC" if problem != "regression" else "RMSE"}
         fw.save(fw.train(X, y, problem, options, Ctx()), tmp_path / "model")
     finally:
         fw.cleanup()

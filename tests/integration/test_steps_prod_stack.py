@@ -6,21 +6,19 @@ PostgreSQL table, idempotently per serving run."""
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 
 import mlflow
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from ml_pipeline_fixtures import fetch, make_manifest, run_steps, serving_config, training_config  # noqa: E402
+from ml_pipeline_fixtures import (AUTOML_TEST, fetch, make_manifest, run_steps, scratch_experiment,  # noqa: E402
+                                  serving_config, training_config)
 
 from airflow_mbt.runtime.context import TargetRuntime  # noqa: E402
 
 pytestmark = [pytest.mark.services, pytest.mark.h2o, pytest.mark.filterwarnings("ignore:Converting H2O frame")]
 
-AUTOML = {"max_runtime_secs": 180, "max_models": 2, "seed": 42, "nfolds": 2, "sort_metric": "AUC",
-          "exclude_algos": ["DeepLearning"]}
 PREDICTIONS_DDL = """CREATE TABLE "{schema}".churn_predictions (
     customer_id varchar(20), prediction integer, prediction_probability double precision,
     execution_date timestamp, model_run_id varchar(100), serving_run_id varchar(100))"""
@@ -28,12 +26,8 @@ PREDICTIONS_DDL = """CREATE TABLE "{schema}".churn_predictions (
 
 @pytest.fixture
 def experiment(mlflow_tracking_uri):
-    name = f"mbt_b2_stack_{uuid.uuid4().hex[:8]}"
-    yield name
-    client = mlflow.MlflowClient(mlflow_tracking_uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        client.delete_experiment(exp.experiment_id)
+    with scratch_experiment(mlflow_tracking_uri, "mbt_b2_stack") as name:
+        yield name
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def test_train_on_the_stack_and_publish_to_postgres(stack_runtime, tmp_path, exp
                                                     pg_warehouse, mlflow_tracking_uri, run_prefixes):
     target = stack_runtime.target
     cfg = training_config(project={"experiment_name": experiment})
-    cfg["training"]["model_training"] = {"framework": "h2o_automl", "config": AUTOML}
+    cfg["training"]["model_training"] = {"framework": "h2o_automl", "config": AUTOML_TEST}
     training = make_manifest(cfg, target)
     run_id = run_steps(training, tmp_path, ["load_data", "split_data", "train_model", "evaluate", "log_run"],
                        runtime=stack_runtime)

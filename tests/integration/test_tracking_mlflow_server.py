@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import mlflow
@@ -17,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from ml_pipeline_fixtures import (dev_target, fetch, make_manifest, make_project, run_steps,  # noqa: E402
-                                  serving_config, training_config)
+                                  scratch_experiment, serving_config, training_config)
 
 pytestmark = pytest.mark.services
 
@@ -35,12 +34,8 @@ def server_target(monkeypatch):
 
 @pytest.fixture
 def experiment():
-    name = f"mbt_b2_test_{uuid.uuid4().hex[:8]}"
-    yield name
-    client = mlflow.MlflowClient(MLFLOW_URI)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        client.delete_experiment(exp.experiment_id)
+    with scratch_experiment(MLFLOW_URI) as name:
+        yield name
 
 
 def test_log_run_and_serve_through_the_tracking_server(tmp_path, server_target, experiment):

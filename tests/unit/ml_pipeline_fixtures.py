@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from airflow_mbt.manifest import Manifest
@@ -121,3 +123,22 @@ def train_once(root: Path, config: dict | None = None) -> tuple[Manifest, str, d
     manifest = make_manifest(config or training_config())
     run_id = run_steps(manifest, root)
     return manifest, run_id, fetch(root, manifest, run_id, "mlflow_run")
+
+
+# H2O AutoML settings for tests: bounded by model count, not by the clock (on a busy 2-core
+# machine a 10 s budget can end before the first model; the time limit is only a safety net)
+AUTOML_TEST = {"max_runtime_secs": 180, "max_models": 2, "seed": 42, "nfolds": 2, "sort_metric": "AUC",
+               "exclude_algos": ["DeepLearning"]}
+
+
+@contextmanager
+def scratch_experiment(tracking_uri: str, prefix: str = "mbt_b2_test"):
+    """A unique MLflow experiment name; the experiment is deleted afterwards if it was created."""
+    import mlflow
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    yield name
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        client.delete_experiment(exp.experiment_id)
