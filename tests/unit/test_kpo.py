@@ -115,3 +115,12 @@ def test_missing_image_and_bad_connection_secret_are_input_errors():
     assert err.value.field == "outputs.prod.executor.config.image"
     with pytest.raises(MBTInputError, match="connection_secrets"):
         connection_env({"bad-id": "secret"})
+
+
+def test_pod_spec_is_valid_kubernetes(k8s_dag):
+    import kubernetes_validate
+
+    _, dag = k8s_dag
+    spec = _serialize(_rendered_pod(dag.get_task("train_model"))[0])
+    for version in ("1.30.0", kubernetes_validate.latest_version()):
+        kubernetes_validate.validate(spec, version, strict=True)
