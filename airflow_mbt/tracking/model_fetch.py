@@ -10,7 +10,7 @@ from pathlib import Path
 from airflow_mbt.errors import InfraError, MBTInputError
 from airflow_mbt.tracking import store
 from airflow_mbt.tracking.pyfunc import MODEL_DIR, PREPROCESSOR
-from airflow_mbt.tracking.run_logger import MODEL_NAME, MODEL_URI_TAG
+from airflow_mbt.tracking.run_logger import MODEL_URI_TAG
 
 FIELD = "serving.model_source.run_id"
 MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
@@ -44,21 +44,26 @@ def fetch(runtime, run_id: str, dest: Path) -> tuple[Path, dict]:
             run = client.get_run(run_id)
         except MlflowException as exc:
             if exc.error_code in MISSING:
-                raise MBTInputError(f"MLflow run {run_id!r} does not exist at {target.tracking_uri}", field=FIELD,
+                raise MBTInputError(f"MLflow run {run_id!r} does not exist at {store.redact(target.tracking_uri)}",
+                                    field=FIELD,
                                     hint="copy the run id of a finished training run from the MLflow UI") from None
-            raise InfraError("MLflow", f"{target.tracking_uri}: {exc.error_code}") from None
+            raise InfraError("MLflow", f"{store.redact(target.tracking_uri)}: {exc.error_code}") from None
         if run.info.lifecycle_stage == "deleted":
             raise MBTInputError(f"MLflow run {run_id!r} was deleted", field=FIELD)
-        model_uri = run.data.tags.get(MODEL_URI_TAG, f"runs:/{run_id}/{MODEL_NAME}")
+        model_uri = run.data.tags.get(MODEL_URI_TAG)
+        if not model_uri:
+            raise MBTInputError(f"MLflow run {run_id!r} has no mbt model", field=FIELD,
+                                hint="use the run id of an mbt training run whose log_run step succeeded")
         with tempfile.TemporaryDirectory(prefix="mbt-fetch-") as tmp:
             try:
                 # download_artifacts(tracking_uri=...) still resolves models:/ through the global
                 # URI, so scope the global one instead
                 with store.fluent_tracking_uri(target.tracking_uri):
                     local = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-            except MlflowException as exc:
-                raise MBTInputError(f"MLflow run {run_id!r} has no mbt model ({exc.error_code})", field=FIELD,
-                                    hint="use the run id of an mbt training run (its log_run step succeeded)") from None
+            except (MlflowException, OSError) as exc:
+                code = getattr(exc, "error_code", type(exc).__name__)
+                raise InfraError("MLflow", f"downloading {model_uri} of run {run_id} from "
+                                           f"{store.redact(target.tracking_uri)} failed ({code})") from None
             source_dir, pre_file = _pyfunc_artifacts(local)
             if not source_dir.is_dir() or not pre_file.is_file():
                 raise MBTInputError(f"MLflow run {run_id!r} holds a model that was not logged by mbt", field=FIELD)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_mbt.errors import InfraError
 from airflow_mbt.tracking import store
 
 PARAM_MAX = 6000
@@ -66,63 +67,78 @@ def find_run(client, experiment_id: str, pipeline: str, mbt_run_id: str):
 def describe(run, experiment_name: str, tracking_uri: str) -> dict:
     """The ``mlflow_run`` artifact of CONTRACTS §3."""
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-            "experiment_name": experiment_name, "tracking_uri": tracking_uri,
+            "experiment_name": experiment_name, "tracking_uri": store.redact(tracking_uri),
             "model_uri": run.data.tags.get(MODEL_URI_TAG, f"runs:/{run.info.run_id}/{MODEL_NAME}"),
             "artifact_uri": run.info.artifact_uri}
 
 
 def log_training_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, plots_dir: Path | None) -> dict:
+    """Log one training run (see the module docstring); returns the ``mlflow_run`` artifact.
+    MLflow failures become ``InfraError("MLflow", ...)`` (retryable)."""
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mbt.ml.scoring import read_meta
+
+    project = ctx.config.get("project") or {}
+    experiment_name = (project.get("experiment_name") or ctx.manifest.pipeline.get("experiment_name")
+                       or ctx.manifest.name)
+    meta = read_meta(model_dir)
+    with store.session(ctx.runtime) as target:
+        try:
+            out = _log(ctx, store.client(target), target, experiment_name, meta, model_dir, preprocessor,
+                       metrics, plots_dir)
+        except MlflowException as exc:
+            raise InfraError("MLflow", f"{store.redact(target.tracking_uri)}: {exc.error_code}: "
+                                       f"{str(exc.message)[:300]}") from None
+    ctx.log.info("logged MLflow run %s in experiment %r (%s)", out["run_id"], experiment_name, out["tracking_uri"])
+    return out
+
+
+def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path, preprocessor: dict,
+         metrics: dict, plots_dir: Path | None) -> dict:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
-    from airflow_mbt.ml.scoring import read_meta
     from airflow_mbt.tracking.pyfunc import MODEL_DIR, PREPROCESSOR, MBTPyfuncModel, pip_requirements
 
     manifest = ctx.manifest
     project = ctx.config.get("project") or {}
-    experiment_name = project.get("experiment_name") or manifest.pipeline.get("experiment_name") or manifest.name
-    meta = read_meta(model_dir)
-    with store.session(ctx.runtime) as target:
-        client = store.client(target)
-        experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
-        previous = find_run(client, experiment_id, manifest.name, ctx.run_id)
-        if previous is not None:
-            if previous.info.status == "FINISHED" and MODEL_URI_TAG in previous.data.tags:
-                ctx.log.info("MLflow run %s already logged for %s (retry): reusing it", previous.info.run_id, ctx.run_id)
-                return describe(previous, experiment_name, target.tracking_uri)
-            client.delete_run(previous.info.run_id)
-        tags = {"pipeline_name": manifest.name, "mbt_run_id": ctx.run_id, "target": manifest.target_name,
-                "owner": str(project.get("owner") or ""), "mbt_manifest_hash": manifest.content_hash,
-                "framework": meta["framework"], "problem_type": meta["problem_type"]}
-        if project.get("tags"):
-            tags["project_tags"] = ",".join(map(str, project["tags"]))
-        run = client.create_run(experiment_id, run_name=f"{manifest.name}-{ctx.run_id}", tags=tags)
-        run_id = run.info.run_id
-        try:
-            params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
-                      **flatten(meta.get("framework_config") or {})}
-            stamp = int(time.time() * 1000)
-            values: dict[str, Any] = metrics.get("metrics") or {}
-            client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items() if v is not None],
-                             params=[Param(k, v) for k, v in params.items()],
-                             tags=[RunTag("primary_metric", str(metrics.get("primary_metric", "")))])
-            if plots_dir is not None and any(Path(plots_dir).iterdir()):
-                client.log_artifacts(run_id, str(plots_dir), "plots")
-            client.log_dict(run_id, preprocessor, "preprocessor.json")
-            client.log_dict(run_id, metrics, "metrics.json")
-            client.log_text(run_id, manifest.to_json(), "manifest.json")
-            with tempfile.TemporaryDirectory(prefix="mbt-log-") as tmp:
-                pre_path = Path(tmp) / "preprocessor.json"
-                pre_path.write_text(json.dumps(preprocessor, indent=2, sort_keys=True), encoding="utf-8")
-                with store.fluent_tracking_uri(target.tracking_uri), mlflow.start_run(run_id=run_id):
-                    info = mlflow.pyfunc.log_model(
-                        name=MODEL_NAME, python_model=MBTPyfuncModel(),
-                        artifacts={MODEL_DIR: str(model_dir), PREPROCESSOR: str(pre_path)},
-                        pip_requirements=pip_requirements(meta["framework"]))
-                    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
-        except BaseException:
-            client.set_terminated(run_id, "FAILED")
-            raise
-        run = client.get_run(run_id)
-        ctx.log.info("logged MLflow run %s in experiment %r (%s)", run_id, experiment_name, target.tracking_uri)
-        return describe(run, experiment_name, target.tracking_uri)
+    experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
+    previous = find_run(client, experiment_id, manifest.name, ctx.run_id)
+    if previous is not None:
+        if previous.info.status == "FINISHED" and MODEL_URI_TAG in previous.data.tags:
+            ctx.log.info("MLflow run %s already logged for %s (retry): reusing it", previous.info.run_id, ctx.run_id)
+            return describe(previous, experiment_name, target.tracking_uri)
+        client.delete_run(previous.info.run_id)
+    tags = {"pipeline_name": manifest.name, "mbt_run_id": ctx.run_id, "target": manifest.target_name,
+            "owner": str(project.get("owner") or ""), "mbt_manifest_hash": manifest.content_hash,
+            "framework": meta["framework"], "problem_type": meta["problem_type"]}
+    if project.get("tags"):
+        tags["project_tags"] = ",".join(map(str, project["tags"]))
+    run_id = client.create_run(experiment_id, run_name=f"{manifest.name}-{ctx.run_id}", tags=tags).info.run_id
+    try:
+        params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
+                  **flatten(meta.get("framework_config") or {})}
+        stamp = int(time.time() * 1000)
+        values: dict[str, Any] = metrics.get("metrics") or {}
+        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items() if v is not None],
+                         params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag("primary_metric", str(metrics.get("primary_metric", "")))])
+        if plots_dir is not None and any(Path(plots_dir).iterdir()):
+            client.log_artifacts(run_id, str(plots_dir), "plots")
+        client.log_dict(run_id, preprocessor, "preprocessor.json")
+        client.log_dict(run_id, metrics, "metrics.json")
+        client.log_text(run_id, manifest.to_json(), "manifest.json")
+        with tempfile.TemporaryDirectory(prefix="mbt-log-") as tmp:
+            pre_path = Path(tmp) / "preprocessor.json"
+            pre_path.write_text(json.dumps(preprocessor, indent=2, sort_keys=True), encoding="utf-8")
+            with store.fluent_tracking_uri(target.tracking_uri), mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_NAME, python_model=MBTPyfuncModel(),
+                    artifacts={MODEL_DIR: str(model_dir), PREPROCESSOR: str(pre_path)},
+                    pip_requirements=pip_requirements(meta["framework"]))
+                mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return describe(client.get_run(run_id), experiment_name, target.tracking_uri)

@@ -62,6 +62,16 @@ def resolve(runtime) -> TrackingTarget:
     return TrackingTarget(tracking_uri=uri, artifact_location=location, conn_id=conn_id)
 
 
+def redact(uri: str) -> str:
+    """The URI without any ``user:password@`` part (for logs, messages and artifacts)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def _probe(uri: str) -> None:
     """Fail fast (``InfraError``) when an HTTP tracking server does not answer ``/health``."""
     if not uri.startswith(("http://", "https://")):
@@ -74,10 +84,10 @@ def _probe(uri: str) -> None:
             resp.read(64)
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
-            raise InfraError("MLflow", f"{uri} answered HTTP {exc.code}") from None
+            raise InfraError("MLflow", f"{redact(uri)} answered HTTP {exc.code}") from None
     except OSError as exc:
         reason = getattr(exc, "reason", exc)
-        raise InfraError("MLflow", f"{uri} is unreachable ({reason})",
+        raise InfraError("MLflow", f"{redact(uri)} is unreachable ({reason})",
                          hint="check the target's mlflow section / the mbt_mlflow connection") from None
 
 

@@ -9,7 +9,7 @@ import pytest
 from ml_pipeline_fixtures import (dev_target, fetch, make_manifest, make_project, run_steps, serving_config,
                                   train_once)
 
-from airflow_mbt.errors import InfraError
+from airflow_mbt.errors import InfraError, MBTInputError
 from airflow_mbt.runtime.context import TargetRuntime
 from airflow_mbt.tracking import store
 
@@ -102,3 +102,21 @@ def test_flatten_config_for_params():
 
     assert flatten({"a": 1, "b": {"c": [1, 2], "d": None}, "e": True}) == {"a": "1", "b.c": "[1, 2]", "b.d": "null",
                                                                           "e": "true"}
+
+
+def test_credentials_in_a_tracking_uri_never_reach_messages(tmp_path):
+    assert store.redact("https://me:s3cr3t@mlflow.example:5000/x") == "https://mlflow.example:5000/x"
+    assert store.redact("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    rt = TargetRuntime(target=dev_target(mlflow={"tracking_uri": "http://me:s3cr3t@127.0.0.1:9"}), project_dir=tmp_path)
+    with pytest.raises(InfraError) as err:
+        with store.session(rt):
+            pass
+    assert "s3cr3t" not in str(err.value) and "127.0.0.1:9" in str(err.value)
+
+
+def test_run_without_an_mbt_model_is_an_input_error(trained):
+    root, _, _, out = trained
+    other = mlflow.MlflowClient(out["tracking_uri"]).create_run(out["experiment_id"]).info.run_id
+    with pytest.raises(MBTInputError) as err:
+        run_steps(make_manifest(serving_config(other)), root, ["load_model"])
+    assert err.value.field == "serving.model_source.run_id" and "has no mbt model" in str(err.value)
