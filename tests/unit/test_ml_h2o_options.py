@@ -49,3 +49,14 @@ def test_sort_metric_must_fit_the_problem_type():
     with pytest.raises(MBTInputError) as err:
         automl_options({"sort_metric": "AUC"}, "regression")
     assert err.value.field == "training.model_training.config.sort_metric" and "RMSE" in err.value.hint
+
+
+def test_h2o_failures_map_to_input_or_infra_errors():
+    from h2o.exceptions import H2OConnectionError, H2OResponseError
+
+    from airflow_mbt.plugins.frameworks.h2o_automl import _h2o_error
+
+    bad = _h2o_error(H2OResponseError("ERROR MESSAGE: Illegal argument: sort_metric for AutoML"), "http://h:1")
+    assert isinstance(bad, MBTInputError) and bad.field == "training.model_training.config"
+    lost = _h2o_error(H2OConnectionError("Connection reset by peer"), "http://h:1")
+    assert isinstance(lost, InfraError) and lost.retryable and "http://h:1" in str(lost)

@@ -117,6 +117,15 @@ def _attach(h2o, url: str, port: int) -> None:
     log.info("using the H2O already running on %s", url)
 
 
+def _h2o_error(exc: Exception, url: str | None) -> Exception:
+    """An H2O client/server failure as an mbt error: settings the server rejects are input errors,
+    everything else (connection lost, server failure) is a retryable ``InfraError``."""
+    text = " ".join(str(exc).split())[:300]
+    if "illegal argument" in text.lower():
+        return MBTInputError(f"H2O rejected the AutoML settings: {text}", field=FIELD)
+    return InfraError("H2O", f"{url}: {type(exc).__name__}: {text}")
+
+
 def to_pandas(frame) -> "pd.DataFrame":
     """An H2OFrame as pandas (without the polars advice warning h2o prints every time)."""
     import warnings
@@ -221,25 +230,21 @@ class H2OAutoMLFramework(Framework):
 
     # ---- training --------------------------------------------------------------------------
     def train(self, X: "pd.DataFrame", y: "pd.Series", problem_type: str, config: dict, ctx) -> H2OTrained:
-        import h2o
         from h2o.automl import H2OAutoML
+        from h2o.exceptions import H2OError
 
         options = automl_options(config, problem_type)
         self.connect()
         run = re.sub(r"[^A-Za-z0-9_]", "_", getattr(ctx, "run_id", "run"))
         project = str(options.pop("project_name", None) or f"mbt_{run}_{uuid.uuid4().hex[:6]}")
-        frame = X.reset_index(drop=True).copy()
         classification = problem_type != "regression"
-        frame[LABEL] = [str(v) for v in y] if classification else y.astype("float64").to_numpy()
-        types = {c: ("enum" if frame[c].dtype == object else "real") for c in X.columns}
-        types[LABEL] = "enum" if classification else "real"
-        train_frame = h2o.H2OFrame(frame, destination_frame=f"{project}_train", column_types=types)
-        self._frames.append(train_frame.frame_id)
-        if classification and train_frame.types.get(LABEL) != "enum":
-            train_frame[LABEL] = train_frame[LABEL].asfactor()
-        automl = H2OAutoML(project_name=project, **options)
-        self._projects.append(project)
-        automl.train(x=list(X.columns), y=LABEL, training_frame=train_frame)
+        try:
+            train_frame = self._upload(X, y, classification, f"{project}_train")
+            automl = H2OAutoML(project_name=project, **options)
+            self._projects.append(project)
+            automl.train(x=list(X.columns), y=LABEL, training_frame=train_frame)
+        except H2OError as exc:
+            raise _h2o_error(exc, self._connected_url) from None
         board = to_pandas(automl.leaderboard) if automl.leaderboard is not None else None
         model_ids = [str(m) for m in board["model_id"]] if board is not None and len(board) else []
         self._models.extend(model_ids)
@@ -251,6 +256,20 @@ class H2OAutoMLFramework(Framework):
         levels = train_frame.levels()[-1] if classification else []
         return H2OTrained(automl=automl, leader=automl.leader, feature_columns=list(X.columns),
                           problem_type=problem_type, model_ids=model_ids, response_levels=[str(v) for v in levels])
+
+    def _upload(self, X: "pd.DataFrame", y: "pd.Series", classification: bool, key: str):
+        """Features + label as an H2OFrame (the label a factor for classification)."""
+        import h2o
+
+        frame = X.reset_index(drop=True).copy()
+        frame[LABEL] = [str(v) for v in y] if classification else y.astype("float64").to_numpy()
+        types = {c: ("enum" if frame[c].dtype == object else "real") for c in X.columns}
+        types[LABEL] = "enum" if classification else "real"
+        train_frame = h2o.H2OFrame(frame, destination_frame=key, column_types=types)
+        self._frames.append(train_frame.frame_id)
+        if classification and train_frame.types.get(LABEL) != "enum":
+            train_frame[LABEL] = train_frame[LABEL].asfactor()
+        return train_frame
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, model: H2OTrained, directory: Path) -> None:
