@@ -1,8 +1,8 @@
 """CSV codec between PostgreSQL ``COPY`` and pandas, through pyarrow (helper of ``postgres.py``).
 
-Reading: the ``COPY ... TO STDOUT (FORMAT csv)`` stream is cut into segments at row boundaries
-(a newline outside quotes) and each segment is parsed by the pyarrow CSV reader with column
-types from the catalog, so memory stays bounded by the segment size plus the result.
+Reading: row-aligned segments of ``COPY ... TO STDOUT (FORMAT csv)`` output (``_pg_copy``) are
+parsed by the pyarrow CSV reader with column types from the catalog, so memory stays bounded by
+a few segments plus the result.
 Writing: frames are encoded chunk by chunk with the pyarrow CSV writer (NULL = empty unquoted,
 empty string = ``""``), the format ``COPY ... FROM STDIN (FORMAT csv)`` expects.
 """
@@ -16,13 +16,14 @@ from airflow_mbt.errors import DataContractError
 INT_TYPES = {"int2", "int4", "int8", "oid"}
 FLOAT_TYPES = {"float4", "float8", "numeric", "money"}
 TIMESTAMP_TYPES = {"timestamp": False, "timestamptz": True}
-SEGMENT_BYTES = 32 * 1024 * 1024
 
 
 def arrow_type(typname: str):
-    """Arrow type used to parse a column of PostgreSQL type ``typname`` (timestamps: text first)."""
+    """Arrow type used to parse a column of PostgreSQL type ``typname`` (the session is UTC)."""
     import pyarrow as pa
 
+    if typname in TIMESTAMP_TYPES:
+        return pa.timestamp("us", tz="UTC" if TIMESTAMP_TYPES[typname] else None)
     if typname in INT_TYPES:
         return pa.int64()
     if typname in FLOAT_TYPES:
@@ -34,15 +35,13 @@ def arrow_type(typname: str):
     return pa.string()
 
 
-class CopyDecoder:
-    """Accumulates COPY CSV bytes; yields arrow tables parsed from complete rows."""
+class SegmentParser:
+    """Parses row-aligned segments of COPY CSV output into arrow tables (positional names)."""
 
-    def __init__(self, columns: list[tuple[str, str]], segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, columns: list[tuple[str, str]]):
         import pyarrow.csv as pcsv
 
         self.columns = columns
-        self.segment_bytes = segment_bytes
-        self._buf = bytearray()
         names = [f"c{i}" for i in range(len(columns))]  # positional: real names may repeat/odd
         self._read = pcsv.ReadOptions(column_names=names, block_size=8 * 1024 * 1024)
         # quoted newlines need the slower serial parser; text without any quote cannot have them
@@ -53,31 +52,13 @@ class CopyDecoder:
             null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
             true_values=["t"], false_values=["f"])
 
-    def feed(self, data) -> Iterator:
-        self._buf += data
-        if len(self._buf) >= self.segment_bytes:
-            cut = _row_boundary(self._buf)
-            if cut > 0:
-                segment = bytes(self._buf[:cut])
-                del self._buf[:cut]
-                yield self._parse_bytes(segment)
-
-    def finish(self) -> Iterator:
-        if self._buf:
-            segment = bytes(self._buf)
-            self._buf.clear()
-            yield self._parse_bytes(segment)
-
-    def _parse_bytes(self, data: bytes):
+    def parse(self, data: bytes):
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         parse = self._parse_nl if b'"' in data else self._parse_fast
         return pcsv.read_csv(pa.BufferReader(data), read_options=self._read,
                              parse_options=parse, convert_options=self._convert)
-
-    def empty(self):
-        return empty_table(self.columns)
 
 
 def empty_table(columns: list[tuple[str, str]]):
@@ -88,32 +69,10 @@ def empty_table(columns: list[tuple[str, str]]):
 
 
 def to_pandas(table, columns: list[tuple[str, str]]):
-    """Arrow table (positional names) -> DataFrame with the real names and pandas dtypes."""
-    import pandas as pd
-
-    df = table.to_pandas()
+    """Arrow table (positional names) -> DataFrame with the real names (timestamps in ns)."""
+    df = table.to_pandas(coerce_temporal_nanoseconds=True)
     df.columns = [c for c, _t in columns]
-    for i, (_col, typname) in enumerate(columns):
-        if typname in TIMESTAMP_TYPES:
-            df.isetitem(i, pd.to_datetime(df.iloc[:, i], format="ISO8601", utc=TIMESTAMP_TYPES[typname]))
     return df
-
-
-def _row_boundary(buf: bytearray) -> int:
-    """Index just after the last newline that is outside double quotes (0 if none).
-
-    In CSV with doubled-quote escaping, a position is outside quotes iff an even number of quote
-    characters precede it.
-    """
-    total = buf.count(b'"')
-    end = len(buf)
-    while True:
-        pos = buf.rfind(b"\n", 0, end)
-        if pos < 0:
-            return 0
-        if (total - buf.count(b'"', pos)) % 2 == 0:
-            return pos + 1
-        end = pos
 
 
 def encode_chunks(df, target_types: dict[str, str], table: str, chunk_rows: int = 100_000) -> Iterator[bytes]:

@@ -20,6 +20,8 @@ from airflow_mbt.plugins.connectors._pg_connect import (connect, resolve_params,
 
 log = logging.getLogger("airflow_mbt")
 
+SEGMENT_BYTES = 32 * 1024 * 1024
+
 CATALOG_SQL = """
 SELECT a.attname, t.typname
 FROM pg_catalog.pg_attribute a
@@ -126,33 +128,35 @@ class PostgresConnector(DataConnector):
             catalog = [(c, known[c]) for c in columns]
         return schema, name, catalog
 
-    def _copy_out(self, schema: str, name: str, catalog, segment_bytes: int | None = None) -> Iterator:
-        """Arrow tables parsed from a streamed COPY of the selected columns."""
+    def _copy_out(self, schema: str, name: str, catalog, segment_bytes: int = SEGMENT_BYTES) -> Iterator:
+        """Arrow tables parsed from a streamed COPY of the selected columns (at least one)."""
         from psycopg import sql
 
-        from airflow_mbt.plugins.connectors._pg_csv import CopyDecoder
+        from airflow_mbt.plugins.connectors._pg_copy import CopyFailed, copy_out_segments
+        from airflow_mbt.plugins.connectors._pg_csv import SegmentParser, empty_table
 
-        decoder = CopyDecoder(catalog, **({"segment_bytes": segment_bytes} if segment_bytes else {}))
+        parser = SegmentParser(catalog)
         query = sql.SQL("COPY (SELECT {cols} FROM {tab}) TO STDOUT (FORMAT csv)").format(
             cols=sql.SQL(", ").join(sql.Identifier(c) for c, _t in catalog), tab=self._ident(schema, name))
         produced = False
         try:
-            with self.conn.cursor() as cur, cur.copy(query) as copy:
-                while data := copy.read():  # faster than iterating the Copy object
-                    for part in decoder.feed(data):
-                        produced = True
-                        yield part
-            for part in decoder.finish():
+            for segment in copy_out_segments(self.conn, query.as_bytes(self.conn), segment_bytes):
                 produced = True
-                yield part
-        except Exception as exc:
-            import psycopg
-
-            if isinstance(exc, psycopg.Error):
-                raise self._db_error(exc, f"reading {schema}.{name}") from None
-            raise
+                yield parser.parse(segment)
+        except CopyFailed as exc:
+            if exc.cause is not None:
+                raise self._db_error(exc.cause, f"reading {schema}.{name}") from None
+            reason = self._conn_error_text()
+            self.close()
+            raise InfraError("PostgreSQL", f"reading {schema}.{name} at {self.params.where} failed: "
+                                           f"{reason}") from None
         if not produced:
-            yield decoder.empty()
+            yield empty_table(catalog)
+
+    def _conn_error_text(self) -> str:
+        conn = self._conn
+        text = conn.pgconn.error_message.decode(errors="replace").strip() if conn is not None else ""
+        return scrub(text or "connection lost", self.params.password)
 
     def read_table(self, table: str, columns: list[str] | None = None):
         import pyarrow as pa
@@ -180,7 +184,7 @@ class PostgresConnector(DataConnector):
         pending: list = []
         held = 0
         # segments of ~ 64 bytes/row * chunk_rows keep the buffered text near one chunk
-        segment = max(1 << 20, min(64 << 20, chunk_rows * 64))
+        segment = max(1 << 20, min(SEGMENT_BYTES, chunk_rows * 64))
         emitted = False
         for part in self._copy_out(schema, name, catalog, segment_bytes=segment):
             pending.append(part)
