@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,25 +17,17 @@ pytestmark = pytest.mark.services
 
 ROWS = 1_500_000
 
-PUBLISHER = textwrap.dedent("""
+PUBLISHER = textwrap.dedent(f"""
     import sys
-    import numpy as np
-    import pandas as pd
+    sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / "benchmarks")!r})
+    from _pg_bench import predictions_frame  # the benchmarks' churn_predictions-shaped frame
     from airflow_mbt.plugins.connectors.postgres import PostgresConnector
 
     table, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    rng = np.random.default_rng(7)
-    df = pd.DataFrame({
-        "customer_id": [f"CUST_{i:08d}" for i in range(n)],
-        "prediction": rng.integers(0, 2, n),
-        "prediction_probability": rng.random(n),
-        "execution_date": pd.Timestamp("2026-11-29 07:00:00"),
-        "model_run_id": "0123456789abcdef0123456789abcdef",
-        "serving_run_id": run_id,
-    })
+    df = predictions_frame(n, run_id)
     print("frame ready", flush=True)
-    written = PostgresConnector({"conn_id": "mbt_warehouse"}, None).write_table(
-        df, table, replace_where={"serving_run_id": run_id})
+    written = PostgresConnector({{"conn_id": "mbt_warehouse"}}, None).write_table(
+        df, table, replace_where={{"serving_run_id": run_id}})
     print("written", written, flush=True)
 """)
 
