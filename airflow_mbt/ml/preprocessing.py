@@ -77,15 +77,14 @@ def _as_float(series: "pd.Series") -> "pd.Series":
 
 
 def _as_text(series: "pd.Series") -> "pd.Series":
-    """Categorical values as strings; missing stays ``None``."""
-    return series.astype(object).map(lambda v: None if _is_missing(v) else str(v))
+    """Categorical values as strings; missing (None, NaN, NaT, pd.NA) becomes ``None``."""
+    import numpy as np
+    import pandas as pd
 
-
-def _is_missing(v: Any) -> bool:
-    try:
-        return v is None or v != v  # NaN / NaT
-    except (TypeError, ValueError):
-        return False
+    values = series.astype(object)
+    missing = values.isna().to_numpy()
+    text = np.array([None if gone else str(v) for v, gone in zip(values.to_numpy(), missing)], dtype=object)
+    return pd.Series(text, index=series.index, dtype=object)
 
 
 def fit(df: "pd.DataFrame", *, label_column: str | None, id_column: str | None = None,

@@ -121,3 +121,20 @@ def test_settings_from_config_defaults_and_validation():
     with pytest.raises(MBTInputError) as err:
         pp.settings_from_config({"training": {"preprocessing": {"scale": "robust"}}})
     assert err.value.field == "training.preprocessing.scale" and "standard" in err.value.hint
+
+
+def test_nullable_and_categorical_dtypes_from_databases():
+    df = pd.DataFrame({"id": ["a", "b", "c", "d"],
+                       "t": pd.array([1, None, 3, 4], dtype="Int64"),
+                       "c": pd.array(["x", None, "y", "x"], dtype="string"),
+                       "b": pd.array([True, None, False, True], dtype="boolean"),
+                       "k": pd.Categorical(["u", "v", None, "u"]),
+                       "y": [0, 1, 0, 1]})
+    pre = pp.fit(df, label_column="y", id_column="id", scale="none")
+    assert pre["input_columns"] == {"t": "integer", "c": "string", "b": "boolean", "k": "string"}
+    out = pp.transform(df, pre)
+    assert out["t"].tolist() == [1.0, 3.0, 3.0, 4.0]  # <NA> -> median 3
+    assert out["b"].tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert out.loc[1, ["c=x", "c=__other__"]].tolist() == [1.0, 0.0]  # <NA> -> most frequent "x"
+    assert out.loc[2, "k=u"] == 1.0
+    assert not out.isna().any().any()
