@@ -65,6 +65,7 @@ def airflow_env(tmp_path_factory):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "MBT_CACHE_DIR": str(home / "mbt_cache"),
         "MBT_MANIFESTS_CONN_ID": "mbt_s3",
+        "MBT_CACHE_TTL_SECONDS": "0",  # every parse asks S3 (LIST), so a fresh publish is seen at once
     })
     migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True,
                              timeout=600)
