@@ -156,10 +156,16 @@ assert not bag.import_errors, bag.import_errors
 dag = bag.dags[sys.argv[2]]
 dr = dag.test()
 tis = {ti.task_id: {"state": str(ti.state), "try_number": ti.try_number} for ti in dr.get_task_instances()}
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+with create_session() as session:
+    xcoms = {t: XComModel.deserialize_value(x) if hasattr(XComModel, "deserialize_value") else v
+             for t, v, x in [(row.task_id, row.value, row) for row in session.query(XComModel).filter(
+                 XComModel.dag_id == dag.dag_id, XComModel.run_id == dr.run_id, XComModel.key == "mbt_run_id")]}
 print("RESULT " + json.dumps({
     "state": str(dr.state), "tasks": tis, "dag_ids": sorted(bag.dags), "parse": dag_factory.LAST_PARSE.get("errors"),
     "mbt_run_id": run_id_from_airflow(dag.dag_id, dr.run_id, dr.logical_date or dr.run_after),
-    "retries": {t.task_id: t.retries for t in dag.tasks}}))
+    "retries": {t.task_id: t.retries for t in dag.tasks}, "xcom_run_ids": xcoms}, default=str))
 """
 
 
@@ -199,6 +205,7 @@ def test_training_dag_test_logs_an_mlflow_run(training_run, airflow_env):
         s.name: "success" for s in manifest.steps}
     run_id = result["mbt_run_id"]
     assert f"mbt run id {run_id}" in result["log"]  # logged by every task
+    assert result["xcom_run_ids"] == {s.name: run_id for s in manifest.steps}  # and pushed to XCom
     client = _mlflow_client(airflow_env)
     runs = client.search_runs(
         [client.get_experiment_by_name("churn_prediction").experiment_id],
