@@ -103,18 +103,25 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
         """A pod that exited with a non-retryable code (bad input, data contract) fails the task
         without further retries."""
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+        from airflow.sdk.exceptions import AirflowException
 
         try:
             super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
         except AirflowException as exc:
-            if _exit_code(remote_pod, self.base_container_name) in NON_RETRYABLE_EXIT_CODES:
-                raise AirflowFailException(f"mbt step {self.pipeline}.{self.step} failed with a "
-                                           f"non-retryable error: {exc}") from exc
-            raise
+            raise pod_failure(exc, remote_pod, self.base_container_name, f"{self.pipeline}.{self.step}") from exc
 
 
-def _exit_code(remote_pod, container: str) -> int | None:
+def pod_failure(exc: Exception, remote_pod, container: str, label: str) -> Exception:
+    """The exception a failed pod should raise: ``AirflowFailException`` (no retry) when the step
+    container exited with a non-retryable code, else ``exc`` itself."""
+    if exit_code(remote_pod, container) in NON_RETRYABLE_EXIT_CODES:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        return AirflowFailException(f"mbt step {label} failed with a non-retryable error: {exc}")
+    return exc
+
+
+def exit_code(remote_pod, container: str) -> int | None:
     statuses = (remote_pod.status.container_statuses if remote_pod and remote_pod.status else None) or []
     for status in statuses:
         if status.name == container and status.state and status.state.terminated:

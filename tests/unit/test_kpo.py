@@ -124,3 +124,30 @@ def test_pod_spec_is_valid_kubernetes(k8s_dag):
     spec = _serialize(_rendered_pod(dag.get_task("train_model"))[0])
     for version in ("1.30.0", kubernetes_validate.latest_version()):
         kubernetes_validate.validate(spec, version, strict=True)
+
+
+def _finished_pod(op, exit_code: int):
+    from kubernetes.client import models as k8s
+
+    state = k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code))
+    status = k8s.V1PodStatus(phase="Failed", container_statuses=[k8s.V1ContainerStatus(
+        name=op.base_container_name, state=state, image="x", image_id="", ready=False, restart_count=0)])
+    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="mbt-pod", namespace="mbt-pipelines"), status=status)
+
+
+@pytest.mark.parametrize("code,retry", [(2, False), (1, True), (137, True)])
+def test_pod_exit_code_decides_retry(k8s_dag, code, retry):
+    """`mbt step execute` exits 2 on input errors: that pod failure must not be retried."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from airflow_mbt.operators.kubernetes import exit_code, pod_failure
+
+    _, dag = k8s_dag
+    op = dag.get_task("load_data")
+    pod = _finished_pod(op, code)
+    assert exit_code(pod, op.base_container_name) == code
+    original = AirflowException("Pod mbt-pod returned a failure.")
+    raised = pod_failure(original, pod, op.base_container_name, "train_k8s.load_data")
+    assert isinstance(raised, AirflowFailException) is (not retry)
+    assert (raised is original) is retry
+    assert exit_code(None, op.base_container_name) is None
