@@ -18,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ def test_airflow_cli_lists_provider_adds_and_tests_connections(airflow_env):
     _run([str(BIN / "airflow"), "connections", "add", "x_mlflow", "--conn-type", "mlflow", "--conn-host",
           mlflow_conn["host"], "--conn-port", str(mlflow_conn["port"])], airflow_env)
     assert "Connection success!" in _run([str(BIN / "airflow"), "connections", "test", "x_mlflow"], test_env).stdout
+    # H2OHook.connect() attaches the h2o client to the stack's shared server (mbt_h2o from the env)
+    code = "from airflow_mbt.hooks.h2o import H2OHook; conn = H2OHook().connect(); print('H2O', conn.cluster.version)"
+    assert "H2O 3.46.0.11" in _run([sys.executable, "-c", code], airflow_env).stdout
 
 
 @pytest.fixture(scope="module")
@@ -191,11 +195,21 @@ def training_run(project, airflow_env, prefix):
     return manifest, _dag_test(airflow_env, prefix, project, TRAINING)
 
 
+@contextmanager
 def _mlflow_client(env: dict):
-    from mlflow import MlflowClient
+    """An MlflowClient for the stack's server, through MLflowHook and the ``mbt_mlflow`` connection."""
+    from airflow_mbt.hooks.mlflow import MLflowHook
 
-    conn = json.loads(env["AIRFLOW_CONN_MBT_MLFLOW"])
-    return MlflowClient(tracking_uri=f"{conn.get('schema') or 'http'}://{conn['host']}:{conn['port']}")
+    old = os.environ.get("AIRFLOW_CONN_MBT_MLFLOW")
+    os.environ["AIRFLOW_CONN_MBT_MLFLOW"] = env["AIRFLOW_CONN_MBT_MLFLOW"]
+    try:
+        with MLflowHook().get_client() as client:
+            yield client
+    finally:
+        if old is None:
+            os.environ.pop("AIRFLOW_CONN_MBT_MLFLOW")
+        else:
+            os.environ["AIRFLOW_CONN_MBT_MLFLOW"] = old
 
 
 def test_training_dag_test_logs_an_mlflow_run(training_run, airflow_env):
@@ -206,10 +220,10 @@ def test_training_dag_test_logs_an_mlflow_run(training_run, airflow_env):
     run_id = result["mbt_run_id"]
     assert f"mbt run id {run_id}" in result["log"]  # logged by every task
     assert result["xcom_run_ids"] == {s.name: run_id for s in manifest.steps}  # and pushed to XCom
-    client = _mlflow_client(airflow_env)
-    runs = client.search_runs(
-        [client.get_experiment_by_name("churn_prediction").experiment_id],
-        filter_string=f"tags.mbt_run_id = '{run_id}'")
+    with _mlflow_client(airflow_env) as client:
+        runs = client.search_runs(
+            [client.get_experiment_by_name("churn_prediction").experiment_id],
+            filter_string=f"tags.mbt_run_id = '{run_id}'")
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
@@ -222,9 +236,9 @@ def test_serving_dag_test_writes_churn_predictions(training_run, project, airflo
 
     _, training = training_run
     assert training["state"] == "success"
-    client = _mlflow_client(airflow_env)
-    [run] = client.search_runs([client.get_experiment_by_name("churn_prediction").experiment_id],
-                               filter_string=f"tags.mbt_run_id = '{training['mbt_run_id']}'")
+    with _mlflow_client(airflow_env) as client:
+        [run] = client.search_runs([client.get_experiment_by_name("churn_prediction").experiment_id],
+                                   filter_string=f"tags.mbt_run_id = '{training['mbt_run_id']}'")
     manifest = _compile_and_publish(project, airflow_env, SERVING, "stack", prefix,
                                     f"model_run_id={run.info.run_id}")
     result = _dag_test(airflow_env, prefix, project, SERVING)
