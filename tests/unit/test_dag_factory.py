@@ -203,3 +203,18 @@ def test_dag_factory_module_imports_nothing_heavy():
             "'sklearn', 'pyarrow', 'psycopg') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_kubernetes_target_builds_pod_operators(manifests_dir):
+    write_tree(manifests_dir, [build_manifest("training_on_k8s", executor="kubernetes",
+                                              resources={"train_model": {"cpu": "2", "memory": "4Gi"}})])
+    bag = _dagbag()
+    from airflow_mbt.operators.kubernetes import MBTKubernetesStepOperator
+    from airflow_mbt.operators.step import MBTStepOperator
+
+    k8s = bag.dags["training_on_k8s"]
+    assert all(isinstance(t, MBTKubernetesStepOperator) for t in k8s.tasks)
+    assert k8s.get_task("train_model").container_resources.limits == {"cpu": "2", "memory": "4Gi"}
+    assert k8s.get_task("load_data").namespace == "mbt-pipelines"
+    assert all(isinstance(t, MBTStepOperator) for t in bag.dags["serving_churn_model_v1"].tasks)
+    assert set(k8s.tags) == {"churn", "training", "mbt"}
