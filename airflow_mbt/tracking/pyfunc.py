@@ -2,7 +2,7 @@
 logged run is usable with ``mlflow.pyfunc.load_model("runs:/<id>/model").predict(df)``.
 
 ``predict`` takes raw rows (the columns of the scoring table), runs the recorded custom transforms
-(importable from the current working directory), checks the feature contract, replays the
+(their modules are logged with the model, see ``transform_code``), checks the feature contract, replays the
 preprocessing and returns the predictions table (id column when present, ``prediction``,
 ``prediction_probability``). This module imports mlflow at import time (the class must subclass
 ``PythonModel``, and its ``predict`` type hint names pandas); only ``log_run`` and consumers of logged models import it.
@@ -25,18 +25,47 @@ class MBTPyfuncModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from airflow_mbt.ml import scoring
 
-        self._pre = json.loads(Path(context.artifacts[PREPROCESSOR]).read_text(encoding="utf-8"))
+        pre_path = Path(context.artifacts[PREPROCESSOR])
+        self._pre = json.loads(pre_path.read_text(encoding="utf-8"))
+        code = pre_path.parents[1] / "code"  # MLflow's copy of code_paths, also put on sys.path
+        self._code_dir = code if code.is_dir() else Path(os.getcwd())
         self._framework, self._model, self._meta = scoring.load(Path(context.artifacts[MODEL_DIR]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from airflow_mbt.ml import contract, custom_transforms, preprocessing, scoring
 
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        df = custom_transforms.apply(df, self._pre.get("custom_transforms") or [], Path(os.getcwd()))
+        df = custom_transforms.apply(df, self._pre.get("custom_transforms") or [], self._code_dir)
         contract.check(df, self._pre, source="model input", require_id=False)
         scored = scoring.score(self._framework, self._model, self._meta, preprocessing.transform(df, self._pre))
         id_col = self._pre.get("id_column")
         return scoring.predictions_table(df[id_col] if id_col in df.columns else None, scored, self._meta)
+
+
+def transform_code(specs: list[str], project_dir: Path, scratch: Path) -> list[str]:
+    """``code_paths`` for ``log_model`` holding the modules of the custom transforms with their
+    package layout (``lib.features`` -> ``lib/__init__.py`` if any + ``lib/features.py``), so the
+    logged model scores anywhere. Only those files are copied, nothing else of the project."""
+    import shutil
+
+    tops: set[str] = set()
+    for spec in specs:
+        module = spec.split(":", 1)[0]
+        parts = module.split(".")
+        source = Path(project_dir).joinpath(*parts[:-1], parts[-1] + ".py")
+        if not source.is_file():
+            source = Path(project_dir).joinpath(*parts, "__init__.py")
+        if not source.is_file():
+            continue  # not a file of the project (an installed package): nothing to bundle
+        target = scratch.joinpath(source.relative_to(project_dir))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        for depth in range(1, len(parts)):
+            init = Path(project_dir).joinpath(*parts[:depth], "__init__.py")
+            if init.is_file():
+                shutil.copyfile(init, scratch.joinpath(*parts[:depth], "__init__.py"))
+        tops.add(parts[0] if len(parts) > 1 else source.name)
+    return [str(scratch / top) for top in sorted(tops)]
 
 
 def pip_requirements(framework: str) -> list[str]:

@@ -99,7 +99,8 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
-    from airflow_mbt.tracking.pyfunc import MODEL_DIR, PREPROCESSOR, MBTPyfuncModel, pip_requirements
+    from airflow_mbt.tracking.pyfunc import (MODEL_DIR, PREPROCESSOR, MBTPyfuncModel, pip_requirements,
+                                             transform_code)
 
     manifest = ctx.manifest
     project = ctx.config.get("project") or {}
@@ -132,10 +133,11 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
         with tempfile.TemporaryDirectory(prefix="mbt-log-") as tmp:
             pre_path = Path(tmp) / "preprocessor.json"
             pre_path.write_text(json.dumps(preprocessor, indent=2, sort_keys=True), encoding="utf-8")
+            code = transform_code(preprocessor.get("custom_transforms") or [], ctx.project_dir, Path(tmp) / "code")
             with store.fluent_tracking_uri(target.tracking_uri), mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME, python_model=MBTPyfuncModel(),
-                    artifacts={MODEL_DIR: str(model_dir), PREPROCESSOR: str(pre_path)},
+                    artifacts={MODEL_DIR: str(model_dir), PREPROCESSOR: str(pre_path)}, code_paths=code or None,
                     pip_requirements=pip_requirements(meta["framework"]))
                 mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
     except BaseException:

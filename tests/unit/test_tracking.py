@@ -7,7 +7,7 @@ import mlflow
 import pandas as pd
 import pytest
 from ml_pipeline_fixtures import (dev_target, fetch, make_manifest, make_project, run_steps, serving_config,
-                                  train_once)
+                                  train_once, training_config)
 
 from airflow_mbt.errors import InfraError, MBTInputError
 from airflow_mbt.runtime.context import TargetRuntime
@@ -120,3 +120,35 @@ def test_run_without_an_mbt_model_is_an_input_error(trained):
     with pytest.raises(MBTInputError) as err:
         run_steps(make_manifest(serving_config(other)), root, ["load_model"])
     assert err.value.field == "serving.model_source.run_id" and "has no mbt model" in str(err.value)
+
+
+def test_custom_transform_code_travels_with_the_logged_model(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    root = make_project(tmp_path / "project")
+    (root / "lib").mkdir()
+    (root / "lib" / "features.py").write_text(textwrap.dedent("""
+        def add_charges_per_month(df):
+            df["charges_per_month"] = df["total_charges"] / df["tenure"]
+            return df
+    """))
+    (root / "lib" / "secrets.txt").write_text("not code: must not be logged")
+    cfg = training_config(training={"preprocessing": {"custom_transforms": ["lib.features:add_charges_per_month"]}})
+    _, _, out = train_once(root, cfg)
+    run_steps(make_manifest(serving_config(out["run_id"], serving={"output": {"path": "p.csv"}})), root)
+    script = ("import sys, mlflow, pandas as pd\n"
+              "mlflow.set_tracking_uri(sys.argv[1])\n"
+              "m = mlflow.pyfunc.load_model(sys.argv[2])\n"
+              "m.predict(pd.read_csv(sys.argv[3])).to_csv(sys.argv[4], index=False)\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run([sys.executable, "-c", script, out["tracking_uri"], f"runs:/{out['run_id']}/model",
+                    str(root / "sample_data" / "customers_to_score.csv"), str(elsewhere / "p.csv")],
+                   check=True, timeout=300, cwd=elsewhere)
+    pd.testing.assert_frame_equal(pd.read_csv(elsewhere / "p.csv"), pd.read_csv(root / "p.csv"))
+    logged = {p.relative_to(root / "mlruns" / "artifacts").as_posix()
+              for p in (root / "mlruns" / "artifacts").rglob("*") if "/code/" in p.as_posix()}
+    assert any(p.endswith("code/lib/features.py") for p in logged)
+    assert not any("secrets.txt" in p for p in logged)
