@@ -138,7 +138,12 @@ def s3_requests(manifests, env: dict) -> None:
     first = parse(LOADER, {**s3_env, "MBT_CACHE_TTL_SECONDS": "0"}, 1)[0]
     after_ttl = parse(LOADER, {**s3_env, "MBT_CACHE_TTL_SECONDS": "0"}, 1)[0]
     within = parse(LOADER, {**s3_env, "MBT_CACHE_TTL_SECONDS": "3600"}, 1)[0]
-    print(f"S3 ({prefix}):")
+    from airflow_mbt.manifest_backends import S3Backend
+
+    backend = S3Backend(prefix, "mbt_s3")
+    for key in backend.list():
+        backend.client.delete_object(Bucket=backend.bucket, Key=backend.prefix + key)
+    print(f"S3 ({prefix}, removed afterwards):")
     for label, r in (("first parse (empty cache)", first), ("parse after TTL, nothing changed", after_ttl),
                      ("parse within TTL", within)):
         print(f"  {label:34s} {r['dags']} DAGs in {r['seconds']:.2f}s, requests {r['s3'] or {}}, "

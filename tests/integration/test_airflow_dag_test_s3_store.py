@@ -36,7 +36,18 @@ def stack_conn():
 def s3(stack_conn, monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_MBT_S3", stack_conn)
     monkeypatch.setenv("MBT_CACHE_DIR", str(tmp_path / "cache"))
-    return f"s3://mbt-pipeline-artifacts/test-store/{uuid.uuid4().hex[:12]}/"
+    prefix = f"s3://mbt-pipeline-artifacts/test-store/{uuid.uuid4().hex[:12]}/"
+    yield prefix
+    _delete_prefix(prefix, stack_conn, monkeypatch)
+
+
+def _delete_prefix(prefix: str, conn: str, monkeypatch) -> None:
+    from airflow_mbt.manifest_backends import S3Backend
+
+    monkeypatch.setenv("AIRFLOW_CONN_MBT_S3", conn)
+    backend = S3Backend(prefix, "mbt_s3")
+    for key in backend.list():
+        backend.client.delete_object(Bucket=backend.bucket, Key=backend.prefix + key)
 
 
 @pytest.fixture
