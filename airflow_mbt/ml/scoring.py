@@ -36,7 +36,8 @@ def read_meta(directory: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise MBTInputError(f"{path} not found", hint="the model directory was not produced by mbt train_model") from None
+        raise MBTInputError(f"{path} not found",
+                            hint="the model directory was not produced by mbt train_model") from None
 
 
 def load(directory: Path, runtime=None) -> tuple[Any, Any, dict]:

@@ -77,7 +77,8 @@ def test_train_on_the_stack_and_publish_to_postgres(stack_runtime, tmp_path, exp
     assert rows[0] == rows[1] == 1000  # every scored customer once, despite the retry
     assert 0 <= rows[2] <= rows[3] <= 1
     assert rows[4] == out["run_id"] and rows[5] == serving_run and rows[6] == 1000
-    labels = {r[0] for r in pg_warehouse.execute(f'SELECT DISTINCT prediction FROM "{scratch_schema}".churn_predictions')}
+    query = f'SELECT DISTINCT prediction FROM "{scratch_schema}".churn_predictions'
+    labels = {r[0] for r in pg_warehouse.execute(query)}
     assert labels <= {0, 1}
     assert fetch(tmp_path, serving, serving_run, "publish_result") == {
         "destination": "database", "table": table, "rows": 1000, "serving_run_id": serving_run}

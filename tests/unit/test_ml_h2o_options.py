@@ -28,7 +28,8 @@ def test_known_options_pass_unknown_ones_are_named():
 
 
 def test_local_mode_refuses_the_shared_servers_port(tmp_path):
-    fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"mode": "local", "port": 54321}), project_dir=tmp_path))
+    target = dev_target(h2o={"mode": "local", "port": 54321})
+    fw = H2OAutoMLFramework(TargetRuntime(target=target, project_dir=tmp_path))
     with pytest.raises(MBTInputError) as err:
         fw.connect()
     assert err.value.field == "h2o.port" and "shared" in str(err.value)
@@ -44,7 +45,8 @@ def test_unreachable_cluster_is_an_infra_error_naming_the_url(tmp_path):
 
 def test_sort_metric_must_fit_the_problem_type():
     assert automl_options({"sort_metric": "AUC"}, "binary_classification") == {"sort_metric": "AUC"}
-    assert automl_options({"sort_metric": "AUC"}, "multiclass_classification") == {"sort_metric": "mean_per_class_error"}
+    multiclass = automl_options({"sort_metric": "AUC"}, "multiclass_classification")
+    assert multiclass == {"sort_metric": "mean_per_class_error"}
     assert automl_options({"sort_metric": "rmse"}, "regression") == {"sort_metric": "rmse"}
     with pytest.raises(MBTInputError) as err:
         automl_options({"sort_metric": "AUC"}, "regression")

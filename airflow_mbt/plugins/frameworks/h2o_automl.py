@@ -157,7 +157,8 @@ def automl_options(config: dict, problem_type: str | None = None) -> dict:
             log.warning("sort_metric %s does not rank multiclass models: using mean_per_class_error", metric)
             options["sort_metric"] = "mean_per_class_error"
         else:
-            raise MBTInputError(f"sort_metric {metric!r} does not apply to {problem_type}", field=f"{FIELD}.sort_metric",
+            raise MBTInputError(f"sort_metric {metric!r} does not apply to {problem_type}",
+                                field=f"{FIELD}.sort_metric",
                                 hint=f"use one of: {', '.join(allowed)}")
     return options
 

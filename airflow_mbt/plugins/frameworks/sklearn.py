@@ -97,7 +97,8 @@ class SklearnFramework(Framework):
 
         path = Path(directory) / MODEL_FILE
         if not path.exists():
-            raise MBTInputError(f"{path} not found", hint="the model directory was not written by the sklearn framework")
+            raise MBTInputError(f"{path} not found",
+                                hint="the model directory was not written by the sklearn framework")
         return joblib.load(path)
 
     def predict(self, model: Any, X: "pd.DataFrame", problem_type: str) -> "pd.DataFrame":
