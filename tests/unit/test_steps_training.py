@@ -155,3 +155,11 @@ def test_without_the_yaml_at_hand_the_error_still_names_the_file(project):
         run_steps(make_manifest(cfg), project, ["load_data", "split_data"])
     assert err.value.file == "pipelines/training_churn.yaml" and err.value.line is None
     assert err.value.field == "training.split.test_size"
+
+
+def test_field_paths_with_list_items():
+    from airflow_mbt.steps.error_location import field_path
+
+    assert field_path("training.evaluation.validation_criteria[1]") == ("training", "evaluation",
+                                                                        "validation_criteria", 1)
+    assert field_path("training.preprocessing.custom_transforms[0]")[-1] == 0

@@ -152,3 +152,16 @@ def test_custom_transform_code_travels_with_the_logged_model(tmp_path):
               for p in (root / "mlruns" / "artifacts").rglob("*") if "/code/" in p.as_posix()}
     assert any(p.endswith("code/lib/features.py") for p in logged)
     assert not any("secrets.txt" in p for p in logged)
+
+
+def test_fluent_scope_restores_a_preset_environment(monkeypatch, tmp_path):
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example.invalid:5000")
+    monkeypatch.setattr(utils, "_tracking_uri", None)
+    inner = f"sqlite:///{tmp_path}/x.db"
+    with store.fluent_tracking_uri(inner):
+        assert mlflow.get_tracking_uri() == inner
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://example.invalid:5000"
+    assert utils._tracking_uri is None
+    assert mlflow.get_tracking_uri() == "http://example.invalid:5000"
