@@ -198,10 +198,19 @@ class Browser:
             self.send("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter",
                                                  "windowsVirtualKeyCode": 13, "text": "\r"})
 
-    def screenshot(self, path: Path) -> Path:
-        """Save a PNG of the full page."""
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
-                         timeout=60)["data"]
+    def screenshot(self, path: Path, *, height: int | None = None) -> Path:
+        """Save a PNG of the page. ``height`` renders a taller viewport first: single-page apps
+        scroll inner panes, which a full-page capture does not extend."""
+        if height:
+            self.send("Emulation.setDeviceMetricsOverride",
+                      {"width": 1600, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            time.sleep(1.5)  # let the app re-layout
+        try:
+            data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
+                             timeout=60)["data"]
+        finally:
+            if height:
+                self.send("Emulation.clearDeviceMetricsOverride")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))

@@ -9,6 +9,7 @@ does not come up the tests FAIL with the script output and the log tails - they 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from airflow_api import AirflowAPI, AirflowAPIError  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / ".stack" / "logs"
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+WORKDIR = REPO / "test-artifacts" / "e2e-workdir"
 
 
 def log_tails(pattern: str, lines: int = 40) -> str:
@@ -93,11 +95,14 @@ def airflow(stack_env) -> AirflowAPI:
 
 
 @pytest.fixture(scope="session")
-def spec_workflow(airflow, stack_env, tmp_path_factory):
-    """Spec section 9 (phases A-D) run once; see spec_workflow.py."""
+def spec_workflow(airflow, stack_env):
+    """Spec section 9 (phases A-D) run once; see spec_workflow.py. The scratch project stays in
+    test-artifacts/e2e-workdir/demo-project for inspection (wiped at the next session)."""
     from spec_workflow import run_spec_workflow
 
-    workdir = tmp_path_factory.mktemp("spec-workflow")
+    workdir = WORKDIR
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
     # AutoML budget of both training runs: 20 s trained nothing on this 2-core machine under load.
     secs = int(os.environ.get("MBT_E2E_AUTOML_SECS", "60"))
     return run_spec_workflow(workdir, stack_env, airflow, runtime_secs=secs)

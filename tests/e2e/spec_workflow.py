@@ -222,12 +222,13 @@ def mlflow_run_by_mbt_run_id(mbt_run_id: str):
 
 
 def best_run(run_ids: list[str]) -> tuple[str, float]:
-    """The run with the highest roc_auc among ``run_ids``, chosen through the MLflow API."""
+    """The run with the highest roc_auc among ``run_ids``, chosen through the MLflow API (a tie
+    goes to the newer run)."""
     client = mlflow_client()
     exp = client.get_experiment_by_name(EXPERIMENT)
     quoted = ", ".join(f"'{r}'" for r in run_ids)
     runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_id IN ({quoted})",
-                              order_by=["metrics.roc_auc DESC"])
+                              order_by=["metrics.roc_auc DESC", "attributes.start_time DESC"])
     assert {r.info.run_id for r in runs} == set(run_ids), f"runs {run_ids} not all in {EXPERIMENT}"
     return runs[0].info.run_id, runs[0].data.metrics["roc_auc"]
 

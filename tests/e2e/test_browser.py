@@ -33,7 +33,7 @@ def login(browser: Browser, next_path: str = "/dags") -> None:
 
 def schedule_shown(page_text: str, dag_id: str) -> str:
     """The schedule the DAG list card shows for ``dag_id`` (the line after 'Schedule')."""
-    match = re.search(re.escape(dag_id) + r"\s*\n(?:.*\n){0,6}?\s*Schedule\s*\n\s*([^\n]+)", page_text)
+    match = re.search(re.escape(dag_id) + r"\s*\n(?:.*\n){0,20}?\s*Schedule\s*\n\s*([^\n]+)", page_text)
     assert match, f"no schedule shown for {dag_id} in:\n{page_text[:3000]}"
     return match.group(1).strip()
 
@@ -61,10 +61,16 @@ def test_airflow_dag_list_shows_both_dags_and_schedules(spec_workflow, airflow, 
         for dag_id, dag_run in ((TRAINING, spec_workflow.training_dag_run),
                                 (SERVING, spec_workflow.serving_dag_run)):
             b.navigate(f"{AIRFLOW_URL}/dags/{dag_id}/runs")
-            runs_text = b.wait_for_texts([dag_run, "success"], timeout=60)
+            runs_text = b.wait_for_texts([dag_run, "Success"], timeout=60)
             shot = b.screenshot(screenshots_dir / f"airflow_{dag_id}_runs.png")
             print(f"screenshot: {shot}")
-            assert "failed" not in runs_text.split(dag_run, 1)[1].split("\n", 3)[0]
+            assert "Success" in run_row(runs_text, dag_run), runs_text[:3000]
+
+
+def run_row(page_text: str, dag_run: str) -> str:
+    """The text of the DAG runs table row of ``dag_run`` (up to the next run id)."""
+    after = page_text.split(dag_run, 1)[1]
+    return re.split(r"\n\s*(?:manual|scheduled|backfill|asset_triggered)__", after, maxsplit=1)[0]
 
 
 def test_mlflow_run_page_shows_metrics_params_and_artifacts(spec_workflow, screenshots_dir):
@@ -75,7 +81,7 @@ def test_mlflow_run_page_shows_metrics_params_and_artifacts(spec_workflow, scree
         metrics = ["roc_auc", "accuracy", "f1", "precision", "recall"]
         text = b.wait_for_texts([run.info.run_id, *metrics, "framework", "h2o_automl",
                                  "binary_classification", TRAINING], timeout=90)
-        shot = b.screenshot(screenshots_dir / "mlflow_run_overview.png")
+        shot = b.screenshot(screenshots_dir / "mlflow_run_overview.png", height=1800)
         print(f"screenshot: {shot}")
         shown = re.search(r"roc_auc\s*\n\s*([0-9.]+)", text)  # the value itself, not only the name
         assert shown and abs(float(shown.group(1)) - run.data.metrics["roc_auc"]) < 1e-3, text[:3000]
