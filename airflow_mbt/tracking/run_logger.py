@@ -120,10 +120,7 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
     try:
         params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
                   **flatten(meta.get("framework_config") or {})}
-        stamp = int(time.time() * 1000)
-        values: dict[str, Any] = metrics.get("metrics") or {}
-        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items() if v is not None],
-                         params=[Param(k, v) for k, v in params.items()],
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
                          tags=[RunTag("primary_metric", str(metrics.get("primary_metric", "")))])
         if plots_dir is not None and any(Path(plots_dir).iterdir()):
             client.log_artifacts(run_id, str(plots_dir), "plots")
@@ -140,6 +137,11 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
                     artifacts={MODEL_DIR: str(model_dir), PREPROCESSOR: str(pre_path)}, code_paths=code or None,
                     pip_requirements=pip_requirements(meta["framework"]))
                 mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+        # metrics after the model so they are linked to it (MLflow 3 LoggedModel) as well as the run
+        stamp = int(time.time() * 1000)
+        values: dict[str, Any] = metrics.get("metrics") or {}
+        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0, model_id=info.model_id)
+                                          for k, v in values.items() if v is not None])
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise

@@ -39,6 +39,10 @@ def test_mlflow_run_artifact_and_what_the_run_holds(trained):
     assert params["model"] == "RandomForestClassifier" and params["n_estimators"] == "40"
     metrics = fetch(root, manifest, run_id, "metrics")["metrics"]
     assert run.data.metrics == pytest.approx({k: v for k, v in metrics.items() if v is not None})
+    assert out["model_uri"].startswith("models:/")
+    logged_model = client.get_logged_model(out["model_uri"].split("/", 1)[1])
+    assert logged_model.source_run_id == out["run_id"] and logged_model.name == "model"
+    assert {m.key for m in logged_model.metrics} == {k for k, v in metrics.items() if v is not None}
     listed = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"plots", "preprocessor.json", "metrics.json", "manifest.json"} <= listed
     assert {a.path for a in client.list_artifacts(out["run_id"], "plots")} >= {"plots/roc_curve.png"}
