@@ -68,9 +68,31 @@ def empty_table(columns: list[tuple[str, str]]):
     return pa.table({f"c{i}": pa.array([], type=arrow_type(t)) for i, (_c, t) in enumerate(columns)})
 
 
-def to_pandas(table, columns: list[tuple[str, str]]):
-    """Arrow table (positional names) -> DataFrame with the real names (timestamps in ns)."""
-    df = table.to_pandas(coerce_temporal_nanoseconds=True)
+def to_pandas(parts: list, columns: list[tuple[str, str]]):
+    """Arrow tables (positional names; the list is emptied: this function owns the data) -> one
+    DataFrame with the real names (timestamps in ns).
+
+    Column by column, releasing each arrow column once converted. Text columns share one Python
+    object per distinct value only when values repeat (run ids, categories): deduplicating a
+    column of unique ids costs a memo as large as the column and leaves the heap fragmented
+    (5M ids: 2.3 GiB peak instead of 1.2 GiB).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    parts.clear()
+    data = {}
+    for i in range(len(columns)):
+        col = table.column(0)
+        table = table.remove_column(0)
+        sample = col.slice(0, 20_000)  # a sample: counting all distinct values needs a big hash set
+        repeats = (pa.types.is_string(col.type) and len(sample) > 1
+                   and pc.count_distinct(sample).as_py() * 4 < len(sample))
+        data[i] = col.to_pandas(deduplicate_objects=repeats, coerce_temporal_nanoseconds=True)
+        del col
+    df = pd.DataFrame(data, copy=False)
     df.columns = [c for c, _t in columns]
     return df
 
@@ -83,10 +105,11 @@ def encode_chunks(df, target_types: dict[str, str], table: str, chunk_rows: int 
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    df = _coerce_for_target(df, target_types, table)
+    _check_whole_numbers(df, target_types, table)
     options = pcsv.WriteOptions(include_header=False)
     for start in range(0, len(df), chunk_rows):
-        part = df.iloc[start:start + chunk_rows]
+        # per chunk, so a large frame is never copied whole
+        part = _coerce_for_target(df.iloc[start:start + chunk_rows], target_types)
         try:
             arrow = pa.Table.from_pandas(part, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -96,24 +119,25 @@ def encode_chunks(df, target_types: dict[str, str], table: str, chunk_rows: int 
         yield sink.getvalue()
 
 
-def _coerce_for_target(df, target_types: dict[str, str], table: str):
+def _int_bound_floats(df, target_types: dict[str, str]) -> list:
+    return [c for c in df.columns if target_types.get(c) in INT_TYPES and df[c].dtype.kind == "f"]
+
+
+def _check_whole_numbers(df, target_types: dict[str, str], table: str) -> None:
+    """Float columns bound for integer columns must hold whole numbers (NaN = NULL is fine)."""
     import numpy as np
 
-    changed = {}
-    for col in df.columns:
-        typname = target_types.get(col)
-        series = df[col]
-        if typname in INT_TYPES and series.dtype.kind == "f":
-            values = series.to_numpy()
-            finite = values[~np.isnan(values)]
-            if finite.size and not np.all(np.mod(finite, 1) == 0):
-                raise DataContractError(
-                    f"column {col!r} has fractional values but {table}.{col} is an integer column",
-                    field=col, hint="round the values or change the column type")
-            changed[col] = series.astype("Int64")
-    if changed:
-        df = df.assign(**changed)
-    return df
+    for col in _int_bound_floats(df, target_types):
+        values = df[col].to_numpy()
+        if np.any(np.mod(values[~np.isnan(values)], 1) != 0):
+            raise DataContractError(
+                f"column {col!r} has fractional values but {table}.{col} is an integer column",
+                field=col, hint="round the values or change the column type")
+
+
+def _coerce_for_target(part, target_types: dict[str, str]):
+    changed = {c: part[c].astype("Int64") for c in _int_bound_floats(part, target_types)}
+    return part.assign(**changed) if changed else part
 
 
 def _stringify_objects(df):

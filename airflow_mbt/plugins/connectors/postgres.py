@@ -159,15 +159,10 @@ class PostgresConnector(DataConnector):
         return scrub(text or "connection lost", self.params.password)
 
     def read_table(self, table: str, columns: list[str] | None = None):
-        import pyarrow as pa
-
         from airflow_mbt.plugins.connectors._pg_csv import to_pandas
 
         schema, name, catalog = self._select_columns(table, columns)
-        parts = list(self._copy_out(schema, name, catalog))
-        arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        del parts
-        df = to_pandas(arrow, catalog)
+        df = to_pandas(list(self._copy_out(schema, name, catalog)), catalog)
         log.info("read %d rows from PostgreSQL %s.%s", len(df), schema, name)
         return df
 
@@ -191,12 +186,16 @@ class PostgresConnector(DataConnector):
             held += part.num_rows
             while held >= chunk_rows:
                 merged = pa.concat_tables(pending)
-                yield to_pandas(merged.slice(0, chunk_rows), catalog)
-                emitted = True
+                pending.clear()
                 rest = merged.slice(chunk_rows)
+                chunk = [merged.slice(0, chunk_rows)]
+                del merged
+                yield to_pandas(chunk, catalog)
+                emitted = True
                 pending, held = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+                del rest
         if held or not emitted:
-            yield to_pandas(pa.concat_tables(pending) if pending else empty_table(catalog), catalog)
+            yield to_pandas(pending or [empty_table(catalog)], catalog)
 
     # ---- writing --------------------------------------------------------------------------
     def write_table(self, df, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
