@@ -21,7 +21,7 @@ VERSION = 1
 NUMERIC_KINDS = ("integer", "float", "boolean")
 OTHER_LEVEL = "__other__"
 IMPUTE_NUMERIC = ("median", "mean", "zero", "none")
-IMPUTE_CATEGORICAL = ("most_frequent", "constant", "none")
+IMPUTE_CATEGORICAL = ("most_frequent", "missing", "none")  # the pipeline schema's values
 SCALES = ("standard", "minmax", "none")
 ENCODINGS = ("onehot", "none")
 MISSING_LEVEL = "__missing__"
@@ -162,7 +162,7 @@ def _fit_categorical(values: "pd.Series", impute: str, max_levels: int) -> dict:
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     if impute == "most_frequent":
         fill = ordered[0][0] if ordered else MISSING_LEVEL
-    elif impute == "constant":
+    elif impute == "missing":
         fill = MISSING_LEVEL
     else:
         fill = None

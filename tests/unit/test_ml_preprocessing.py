@@ -138,3 +138,13 @@ def test_nullable_and_categorical_dtypes_from_databases():
     assert out.loc[1, ["c=x", "c=__other__"]].tolist() == [1.0, 0.0]  # <NA> -> most frequent "x"
     assert out.loc[2, "k=u"] == 1.0
     assert not out.isna().any().any()
+
+
+def test_categorical_impute_missing_is_a_level_of_its_own(frame):
+    pre = fit(frame, impute_categorical="missing")
+    assert pre["categorical"]["contract"] == {"impute": "__missing__", "levels": ["__missing__", "m2m", "one", "two"]}
+    out = pp.transform(frame, pre)
+    assert out.loc[4, "contract=__missing__"] == 1.0 and out.loc[4, "contract=__other__"] == 0.0
+    # impute none: a missing category is "other"
+    out = pp.transform(frame, fit(frame, impute_categorical="none"))
+    assert out.loc[4, "contract=__other__"] == 1.0
