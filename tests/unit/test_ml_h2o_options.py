@@ -62,3 +62,10 @@ def test_h2o_failures_map_to_input_or_infra_errors():
     assert isinstance(bad, MBTInputError) and bad.field == "training.model_training.config"
     lost = _h2o_error(H2OConnectionError("Connection reset by peer"), "http://h:1")
     assert isinstance(lost, InfraError) and lost.retryable and "http://h:1" in str(lost)
+
+
+def test_remote_mode_without_an_address_is_an_input_error(tmp_path):
+    fw = H2OAutoMLFramework(TargetRuntime(target=dev_target(h2o={"mode": "remote"}), project_dir=tmp_path))
+    with pytest.raises(MBTInputError) as err:
+        fw.connect()
+    assert err.value.field == "h2o.url" and "conn_id" in err.value.hint

@@ -169,3 +169,13 @@ def test_fluent_scope_restores_a_preset_environment(monkeypatch, tmp_path):
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://example.invalid:5000"
     assert utils._tracking_uri is None
     assert mlflow.get_tracking_uri() == "http://example.invalid:5000"
+
+
+def test_experiment_name_falls_back_to_the_profile_mlflow_section(tmp_path):
+    root = make_project(tmp_path, n_customers=300, n_score=10)
+    cfg = training_config()
+    del cfg["project"]["experiment_name"]
+    target = dev_target(mlflow={"tracking_uri": "sqlite:///mlruns/mlflow.db", "experiment_name": "from_profile"})
+    manifest = make_manifest(cfg, target)
+    run_id = run_steps(manifest, root)
+    assert fetch(root, manifest, run_id, "mlflow_run")["experiment_name"] == "from_profile"

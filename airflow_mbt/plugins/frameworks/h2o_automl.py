@@ -201,6 +201,9 @@ class H2OAutoMLFramework(Framework):
                 h2o.connect(**kwargs)
             except Exception as exc:  # noqa: BLE001 - version mismatch, auth, ...
                 raise InfraError("H2O", f"cannot attach to {url}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        elif sec.get("mode") == "remote":
+            raise MBTInputError("h2o mode 'remote' needs a cluster address", field="h2o.url",
+                                hint="set h2o.url (http://host:54321) or h2o.conn_id (an Airflow h2o connection)")
         else:
             port = int(sec.get("port", DEFAULT_PORT))
             if port == SHARED_PORT:
