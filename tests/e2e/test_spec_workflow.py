@@ -19,6 +19,8 @@ import pytest
 from spec_workflow import EXPERIMENT, SERVING, TRAINING
 from stack_clients import MLFLOW_URI, mlflow_client, s3_client, s3_keys, warehouse
 
+REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live, pytest.mark.h2o]
 
 
@@ -151,3 +153,30 @@ def test_pipeline_artifacts_bucket_holds_run_folders(spec_workflow, stack_env):
     manifests = s3_keys(s3, "mbt-pipeline-artifacts", "manifests/")
     assert any(k.startswith(f"manifests/{TRAINING}/") for k in manifests)
     assert any(k.startswith(f"manifests/{SERVING}/") for k in manifests)
+
+
+def test_no_secret_in_manifests_task_logs_or_mlflow(spec_workflow, stack_env):
+    """The S3 secret key and the warehouse password never show up in what the workflow produced:
+    compiled manifests (project and S3), Airflow task, DAG-processor and server logs, MLflow
+    params/tags."""
+    secrets = {json.loads(stack_env["AIRFLOW_CONN_MBT_S3"])["password"],
+               json.loads(stack_env["AIRFLOW_CONN_MBT_WAREHOUSE"])["password"]}
+    texts = {}
+    for path in (spec_workflow.project / "target").glob("*/manifest.json"):
+        texts[str(path)] = path.read_text()
+    s3 = s3_client(stack_env)
+    for key in s3_keys(s3, "mbt-pipeline-artifacts", "manifests/"):
+        texts[f"s3://mbt-pipeline-artifacts/{key}"] = \
+            s3.get_object(Bucket="mbt-pipeline-artifacts", Key=key)["Body"].read().decode()
+    logs = REPO / ".stack" / "airflow" / "logs"
+    for dag_id, dag_run in ((TRAINING, spec_workflow.training_dag_run), (SERVING, spec_workflow.serving_dag_run)):
+        run_logs = list((logs / f"dag_id={dag_id}" / f"run_id={dag_run}").rglob("*.log"))
+        assert run_logs, f"no task logs for {dag_id}/{dag_run} under {logs}"
+        texts.update({str(p): p.read_text(errors="replace") for p in run_logs})
+    texts.update({str(p): p.read_text(errors="replace") for p in (logs / "dag_processor").rglob("*.log")})
+    texts.update({str(p): p.read_text(errors="replace") for p in (REPO / ".stack" / "logs").glob("airflow-*.log")})
+    for run_id in (spec_workflow.run_id_1, spec_workflow.run_id_2):
+        run = mlflow_client().get_run(run_id)
+        texts[f"mlflow run {run_id}"] = json.dumps([run.data.params, run.data.tags])
+    leaks = [where for where, text in texts.items() if any(s in text for s in secrets)]
+    assert not leaks, f"secret values found in: {leaks}"
