@@ -69,3 +69,10 @@ def test_remote_mode_without_an_address_is_an_input_error(tmp_path):
     with pytest.raises(MBTInputError) as err:
         fw.connect()
     assert err.value.field == "h2o.url" and "conn_id" in err.value.hint
+
+
+def test_heap_size_must_be_one_h2o_accepts(tmp_path):
+    target = dev_target(h2o={"mode": "local", "port": 54399, "max_mem_size": "512k"})
+    with pytest.raises(MBTInputError) as err:
+        H2OAutoMLFramework(TargetRuntime(target=target, project_dir=tmp_path)).connect()
+    assert err.value.field == "h2o.max_mem_size"

@@ -210,12 +210,16 @@ class H2OAutoMLFramework(Framework):
                 raise MBTInputError(f"port {SHARED_PORT} belongs to the shared H2O server", field="h2o.port",
                                     hint=f"use url: http://127.0.0.1:{SHARED_PORT} to train there, or another port "
                                          f"(default {DEFAULT_PORT}) for a private JVM")
+            heap = str(sec.get("max_mem_size", DEFAULT_MEM))
+            if not re.fullmatch(r"\d+[mMgGtT]", heap):
+                raise MBTInputError(f"max_mem_size {heap!r} is not a heap size H2O accepts", field="h2o.max_mem_size",
+                                    hint="a number with m, g or t, e.g. 2g")
             url = f"http://127.0.0.1:{port}"
             if _reachable(url):
                 _attach(h2o, url, port)
             else:
                 try:
-                    h2o.init(ip="127.0.0.1", port=port, max_mem_size=str(sec.get("max_mem_size", DEFAULT_MEM)),
+                    h2o.init(ip="127.0.0.1", port=port, max_mem_size=heap,
                              name=str(sec.get("name") or f"mbt_{uuid.uuid4().hex[:8]}"),
                              nthreads=int(sec.get("nthreads", -1)), as_port=True, verbose=False,
                              strict_version_check=True)
@@ -227,7 +231,7 @@ class H2OAutoMLFramework(Framework):
                     _attach(h2o, url, port)
                 else:
                     self._started = True
-                    log.info("started a local H2O JVM on %s (heap %s)", url, sec.get("max_mem_size", DEFAULT_MEM))
+                    log.info("started a local H2O JVM on %s (heap %s)", url, heap)
         h2o.no_progress()
         self._connected_url = url
         return url
