@@ -164,6 +164,16 @@ up() {
   if ! alive airflow-api-server && port_open "$PORT"; then
     die "port $PORT is taken by a process this script did not start"
   fi
+  # Servers started with another configuration (this script, stack.env or the venv changed) are
+  # restarted, so `up` always leaves Airflow running as configured here.
+  local want have
+  want=$( (env | grep -E '^(AIRFLOW__|AIRFLOW_CONN_|MBT_MANIFESTS_URI=)' | sort; cat "$ROOT/scripts/airflow.sh"; readlink -f "$VENV/bin/airflow") \
+          | sha256sum | cut -d' ' -f1)
+  have=$(cat "$PID_DIR/airflow.config-sha" 2>/dev/null || true)
+  if [ "$want" != "$have" ] && { alive airflow-api-server || alive airflow-scheduler || alive airflow-dag-processor; }; then
+    say "configuration changed since the servers started: restarting them"
+    down
+  fi
   say "migrating the metadata database (airflow_db)"
   "$VENV/bin/airflow" db migrate >> "$LOG_DIR/airflow-migrate.log" 2>&1 \
     || { log_tail airflow-migrate 40; die "airflow db migrate failed (log: $LOG_DIR/airflow-migrate.log)"; }
@@ -171,6 +181,7 @@ up() {
   # --skip-serve-logs: the log server binds every interface; task logs are local files here.
   start scheduler --skip-serve-logs
   start dag-processor
+  echo "$want" > "$PID_DIR/airflow.config-sha"
   wait_healthy
 }
 
