@@ -8,27 +8,19 @@ must show its metrics, parameters and artifacts.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 
 import pytest
 
 from airflow_api import AIRFLOW_URL, ADMIN
 from chromium import Browser
-from spec_workflow import SCHEDULES, SERVING, TRAINING
+from screenshot import airflow_login
+from spec_workflow import EXPERIMENT, SCHEDULES, SERVING, TRAINING
 from stack_clients import MLFLOW_URI, mlflow_client
 
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
-
-
-def login(browser: Browser, next_path: str = "/dags") -> None:
-    browser.navigate(f"{AIRFLOW_URL}{next_path}")
-    browser.wait_for("location.pathname.startsWith('/auth/login') || document.querySelector('nav') !== null",
-                     what="the login page or the app")
-    browser.wait_for("document.querySelector('input[name=username]') !== null", what="the login form")
-    browser.type_into("input[name=username]", ADMIN[0])
-    browser.type_into("input[name=password]", ADMIN[1])
-    browser.press_enter()
-    browser.wait_for(f"location.pathname.startsWith({next_path!r})", what=f"redirect to {next_path} after login")
 
 
 def schedule_shown(page_text: str, dag_id: str) -> str:
@@ -51,7 +43,7 @@ def test_airflow_login_rejects_wrong_password(airflow):
 
 def test_airflow_dag_list_shows_both_dags_and_schedules(spec_workflow, airflow, screenshots_dir):
     with Browser() as b:
-        login(b, "/dags")
+        airflow_login(b, "/dags")
         text = b.wait_for_texts([TRAINING, SERVING], timeout=60)
         shot = b.screenshot(screenshots_dir / "airflow_dag_list.png")
         print(f"screenshot: {shot}")
@@ -90,3 +82,22 @@ def test_mlflow_run_page_shows_metrics_params_and_artifacts(spec_workflow, scree
         b.wait_for_texts(["metrics.json", "preprocessor.json"], timeout=90)
         shot = b.screenshot(screenshots_dir / "mlflow_run_artifacts.png")
         print(f"screenshot: {shot}")
+
+
+def test_mlflow_compares_local_and_airflow_runs(spec_workflow, screenshots_dir):
+    """Spec step 9: the DS compares run_id_1 (local dev) and run_id_2 (Airflow prod) side by side
+    in the MLflow UI before choosing one."""
+    client = mlflow_client()
+    exp_id = client.get_run(spec_workflow.run_id_2).info.experiment_id
+    runs = [client.get_run(r) for r in (spec_workflow.run_id_1, spec_workflow.run_id_2)]
+    assert spec_workflow.mbt_run_id_1 in runs[0].info.run_name
+    assert spec_workflow.mbt_run_id_2 in runs[1].info.run_name
+    query = urllib.parse.urlencode({"runs": json.dumps([r.info.run_id for r in runs]),
+                                    "experiments": json.dumps([exp_id])})
+    with Browser() as b:
+        b.navigate(f"{MLFLOW_URI}/#/compare-runs?{query}")
+        text = b.wait_for_texts([EXPERIMENT, "Comparing 2 Runs", "roc_auc",
+                                 *(r.info.run_id for r in runs), *(r.info.run_name for r in runs)], timeout=90)
+        shot = b.screenshot(screenshots_dir / "mlflow_compare_runs.png", height=2600)
+        print(f"screenshot: {shot}")
+    assert "h2o_automl" in text and "binary_classification" in text
