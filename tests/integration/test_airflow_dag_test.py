@@ -110,6 +110,8 @@ def project(tmp_path_factory, airflow_env):
     profiles = yaml.safe_load((root / "profiles.yaml").read_text())
     [profile] = profiles.values()
     profile["outputs"]["stack"] = STACK_TARGET
+    # keep retries (the no-retry test needs them) but do not wait minutes between attempts
+    profile["orchestrator"]["config"]["default_args"]["retry_delay_minutes"] = 0
     profile["outputs"]["stack_missing_secret"] = {
         **STACK_TARGET,
         "data_connector": {"type": "postgres", "config": {
@@ -127,6 +129,22 @@ def project(tmp_path_factory, airflow_env):
     return root
 
 
+@contextmanager
+def _connections(env: dict, *conn_ids: str):
+    """Within the block this process sees the stack's ``AIRFLOW_CONN_<ID>`` for ``conn_ids``."""
+    names = [f"AIRFLOW_CONN_{c.upper()}" for c in conn_ids]
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: env[n] for n in names})
+    try:
+        yield
+    finally:
+        for n, value in saved.items():
+            if value is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = value
+
+
 def _compile_and_publish(project: Path, env: dict, name: str, target: str, prefix: str, *vars_: str):
     from airflow_mbt.manifest import Manifest
     from airflow_mbt.manifest_store import publish_manifests
@@ -136,15 +154,8 @@ def _compile_and_publish(project: Path, env: dict, name: str, target: str, prefi
         args += ["--vars", v]
     _run(args, env, cwd=project)
     manifest = Manifest.read(project / "target" / name / "manifest.json")
-    old = os.environ.get("AIRFLOW_CONN_MBT_S3")
-    os.environ["AIRFLOW_CONN_MBT_S3"] = env["AIRFLOW_CONN_MBT_S3"]
-    try:
+    with _connections(env, "mbt_s3"):
         [change] = publish_manifests([manifest], prefix, conn_id="mbt_s3")
-    finally:
-        if old is None:
-            os.environ.pop("AIRFLOW_CONN_MBT_S3")
-        else:
-            os.environ["AIRFLOW_CONN_MBT_S3"] = old
     assert change["action"] == "create", change
     return manifest
 
@@ -184,9 +195,20 @@ def _dag_test(env: dict, prefix: str, project: Path, dag_id: str) -> dict:
     return result
 
 
+def _delete_prefix(prefix: str, env: dict) -> None:
+    from airflow_mbt.manifest_backends import S3Backend
+
+    with _connections(env, "mbt_s3"):
+        backend = S3Backend(prefix, "mbt_s3")
+        for key in backend.list():
+            backend.client.delete_object(Bucket=backend.bucket, Key=backend.prefix + key)
+
+
 @pytest.fixture(scope="module")
-def prefix():
-    return f"s3://mbt-pipeline-artifacts/dagtest/{uuid.uuid4().hex[:10]}/"
+def prefix(airflow_env):
+    prefix = f"s3://mbt-pipeline-artifacts/dagtest/{uuid.uuid4().hex[:10]}/"
+    yield prefix
+    _delete_prefix(prefix, airflow_env)
 
 
 @pytest.fixture(scope="module")
@@ -200,16 +222,8 @@ def _mlflow_client(env: dict):
     """An MlflowClient for the stack's server, through MLflowHook and the ``mbt_mlflow`` connection."""
     from airflow_mbt.hooks.mlflow import MLflowHook
 
-    old = os.environ.get("AIRFLOW_CONN_MBT_MLFLOW")
-    os.environ["AIRFLOW_CONN_MBT_MLFLOW"] = env["AIRFLOW_CONN_MBT_MLFLOW"]
-    try:
-        with MLflowHook().get_client() as client:
-            yield client
-    finally:
-        if old is None:
-            os.environ.pop("AIRFLOW_CONN_MBT_MLFLOW")
-        else:
-            os.environ["AIRFLOW_CONN_MBT_MLFLOW"] = old
+    with _connections(env, "mbt_mlflow"), MLflowHook().get_client() as client:
+        yield client
 
 
 def test_training_dag_test_logs_an_mlflow_run(training_run, airflow_env):
@@ -262,7 +276,10 @@ def test_missing_secret_fails_without_retry(project, airflow_env):
     prefix = f"s3://mbt-pipeline-artifacts/dagtest/{uuid.uuid4().hex[:10]}-fail/"
     env = {k: v for k, v in airflow_env.items() if k != "MBT_DAGTEST_UNSET_SECRET"}
     _compile_and_publish(project, env, TRAINING, "stack_missing_secret", prefix)
-    result = _dag_test(env, prefix, project, TRAINING)
+    try:
+        result = _dag_test(env, prefix, project, TRAINING)
+    finally:
+        _delete_prefix(prefix, env)
     assert result["state"] == "failed"
     assert result["retries"]["load_data"] == 2  # retries are configured ...
     assert result["tasks"]["load_data"] == {"state": "failed", "try_number": 1}, result["log"][-8000:]  # not used
