@@ -201,6 +201,7 @@ class PostgresConnector(DataConnector):
     def write_table(self, df, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
         import psycopg
         from psycopg import sql
+        from psycopg.copy import QueuedLibpqWriter
 
         from airflow_mbt.plugins.connectors._pg_csv import encode_chunks
 
@@ -232,7 +233,8 @@ class PostgresConnector(DataConnector):
                         log.info("replaced %d rows of %s.%s where %s", cur.rowcount, schema, name,
                                  ", ".join(f"{k}={v}" for k, v in where.items()))
                 if len(df.columns) and len(df):
-                    with cur.copy(copy_sql) as copy:
+                    # the queued writer sends on a worker thread while the next chunk is encoded
+                    with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
                         for chunk in encode_chunks(df, types, f"{schema}.{name}"):
                             copy.write(chunk)
         except psycopg.Error as exc:
