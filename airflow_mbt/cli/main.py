@@ -1,7 +1,9 @@
 """``mbt`` entry point: parse arguments, run the command, map errors to exit codes.
 
 Exit codes: 0 success; 2 bad input (``MBTInputError``, usage errors), message only;
-1 other failures (a step, a service), one line; tracebacks of unexpected errors only with -v.
+3 a failure that a retry cannot fix (unmet validation criteria, rejected credentials, a corrupt
+artifact); 1 other failures (a step, a service), one line; tracebacks of unexpected errors only
+with -v. Orchestrators retry only exit code 1.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        return 1
+        return 1 if err.retryable else 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

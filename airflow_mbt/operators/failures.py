@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 from airflow_mbt.errors import MBTError
 
-# Exit code of `mbt step execute` for a non-retryable error (the CLI maps MBTInputError to 2).
-NON_RETRYABLE_EXIT_CODES = frozenset({2})
+# Exit codes of `mbt step execute` for non-retryable errors (see airflow_mbt/cli/main.py).
+NON_RETRYABLE_EXIT_CODES = frozenset({2, 3})  # mbt: 2 bad input, 3 not fixable by a retry
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -161,7 +161,7 @@ def test_run_input_failure_in_a_step_exits_2(tmp_path):
     assert json.loads((project / "target" / TRAIN / "run_results.json").read_text())["status"] == "failed"
 
 
-def test_run_validation_criteria_failure_exits_1(tmp_path):
+def test_run_validation_criteria_failure_exits_3_no_retry(tmp_path):
     mbt("init", "strict", cwd=tmp_path, check_rc=0)
     project = tmp_path / "strict"
     (project / "pipelines" / f"{TRAIN}.yaml").write_text(
@@ -171,7 +171,7 @@ def test_run_validation_criteria_failure_exits_1(tmp_path):
         "training:\n"
         "  model_training: {framework: sklearn, config: {model: RandomForestClassifier, n_estimators: 5}}\n"
         "  evaluation: {validation_criteria: ['roc_auc >= 0.999']}\n")
-    proc = mbt("run", "--select", TRAIN, "--target", "dev", cwd=project, check_rc=1)
+    proc = mbt("run", "--select", TRAIN, "--target", "dev", cwd=project, check_rc=3)
     assert "[4/5] evaluate ... FAILED" in proc.stdout and "[5/5] log_run ... skipped" in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "step 'evaluate' failed" in errors[0] and "roc_auc" in errors[0]

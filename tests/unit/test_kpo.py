@@ -135,9 +135,9 @@ def _finished_pod(op, exit_code: int):
     return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="mbt-pod", namespace="mbt-pipelines"), status=status)
 
 
-@pytest.mark.parametrize("code,retry", [(2, False), (1, True), (137, True)])
+@pytest.mark.parametrize("code,retry", [(2, False), (3, False), (1, True), (137, True)])
 def test_pod_exit_code_decides_retry(k8s_dag, code, retry):
-    """`mbt step execute` exits 2 on input errors: that pod failure must not be retried."""
+    """`mbt step execute` exits 2 on input errors and 3 on unfixable failures: no retry for those."""
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
     from airflow_mbt.operators.kubernetes import exit_code, pod_failure
