@@ -110,6 +110,10 @@ def test_iter_table_yields_bounded_chunks_equal_to_full_read(connector, scratch_
     whole = connector.read_table(f"{scratch_schema}.big")
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
     assert whole["v"].isna().sum() == 25003 // 7
+    stopped = connector.iter_table(f"{scratch_schema}.big", chunk_rows=100)  # consumer stops early:
+    assert len(next(stopped)) == 100                                          # the COPY is cancelled
+    stopped.close()
+    assert len(connector.read_table(f"{scratch_schema}.big")) == 25003
     pg_warehouse.execute(f'CREATE TABLE "{scratch_schema}".empty (id int, name text)')
     empty = list(connector.iter_table(f"{scratch_schema}.empty"))
     assert len(empty) == 1 and empty[0].empty and list(empty[0].columns) == ["id", "name"]
@@ -156,3 +160,27 @@ def test_input_errors_name_the_table_and_never_run_injected_sql(connector, pg_wa
         connector.write_table(pd.DataFrame({"customer_id": ["x"], "extra": [1]}), "churn_predictions")
     with pytest.raises(MBTInputError, match="invalid table name"):
         connector.read_table('a.b.c')
+
+
+def test_write_chunks_streams_in_one_transaction(connector, scratch_schema, pg_warehouse):
+    """iter_table -> write_chunks copies a table chunk by chunk through the same connector (the
+    read holds its own connection: ~6 MB of COPY text is several 1 MiB segments); a bad chunk
+    mid-stream commits nothing (not even the replace_where DELETE)."""
+    rows = 123_456
+    pg_warehouse.execute(f'CREATE TABLE "{scratch_schema}".src AS SELECT g AS id, md5(g::text) AS h, '
+                         f"'run_x'::text AS run FROM generate_series(1, {rows}) g")
+    pg_warehouse.execute(f'CREATE TABLE "{scratch_schema}".dst (id int, h text, run text)')
+    chunks = connector.iter_table(f"{scratch_schema}.src", chunk_rows=1000)
+    assert connector.write_chunks(chunks, f"{scratch_schema}.dst", replace_where={"run": "run_x"}) == rows
+    count = lambda: pg_warehouse.execute(f'SELECT count(*), count(DISTINCT h) FROM "{scratch_schema}".dst').fetchone()  # noqa: E731
+    assert count() == (rows, rows)
+
+    def bad_stream():
+        yield from connector.iter_table(f"{scratch_schema}.src", chunk_rows=50_000)
+        yield pd.DataFrame({"id": [1], "other": ["x"]})
+
+    with pytest.raises(DataContractError, match="differ from the first chunk"):
+        connector.write_chunks(bad_stream(), f"{scratch_schema}.dst", replace_where={"run": "run_x"})
+    assert count() == (rows, rows)
+    assert connector.write_chunks(iter(()), f"{scratch_schema}.dst", replace_where={"run": "run_x"}) == 0
+    assert count() == (0, 0)  # no rows for the run: its old rows are replaced by nothing

@@ -10,8 +10,9 @@ Every identifier is quoted (``psycopg.sql.Identifier``).
 
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from airflow_mbt.errors import DataContractError, InfraError, MBTInputError
 from airflow_mbt.plugins.base import DataConnector
@@ -128,8 +129,11 @@ class PostgresConnector(DataConnector):
             catalog = [(c, known[c]) for c in columns]
         return schema, name, catalog
 
-    def _copy_out(self, schema: str, name: str, catalog, segment_bytes: int = SEGMENT_BYTES) -> Iterator:
-        """Arrow tables parsed from a streamed COPY of the selected columns (at least one)."""
+    def _copy_out(self, schema: str, name: str, catalog, segment_bytes: int = SEGMENT_BYTES,
+                  conn=None) -> Iterator:
+        """Arrow tables parsed from a streamed COPY of the selected columns (at least one), on
+        ``conn`` (default: the connector's connection)."""
+        conn = conn or self.conn
         from psycopg import sql
 
         from airflow_mbt.plugins.connectors._pg_copy import CopyFailed, copy_out_segments
@@ -140,7 +144,7 @@ class PostgresConnector(DataConnector):
             cols=sql.SQL(", ").join(sql.Identifier(c) for c, _t in catalog), tab=self._ident(schema, name))
         produced = False
         try:
-            for segment in copy_out_segments(self.conn, query.as_bytes(self.conn), segment_bytes):
+            for segment in copy_out_segments(conn, query.as_bytes(conn), segment_bytes):
                 produced = True
                 yield parser.parse(segment)
         except CopyFailed as exc:
@@ -168,20 +172,29 @@ class PostgresConnector(DataConnector):
 
     def iter_table(self, table: str, chunk_rows: int = 200_000) -> Iterator:
         """Chunks of exactly ``chunk_rows`` rows (the last may be shorter); memory bounded by
-        a COPY segment plus one chunk."""
+        a COPY segment plus one chunk. Streams on its own connection, so the consumer may write
+        through this connector (``write_chunks``) while the read is still open."""
+        if chunk_rows < 1:
+            raise MBTInputError(f"chunk_rows must be >= 1, got {chunk_rows}", field="chunk_rows")
+        schema, name, catalog = self._select_columns(table, None)
+        # segments of ~ 64 bytes/row * chunk_rows keep the buffered text near one chunk
+        segment = max(1 << 20, min(SEGMENT_BYTES, chunk_rows * 64))
+        own = connect(self.params)
+        try:
+            yield from self._chunked(self._copy_out(schema, name, catalog, segment, own), catalog, chunk_rows)
+        finally:
+            own.close()
+
+    @staticmethod
+    def _chunked(parts: Iterator, catalog, chunk_rows: int) -> Iterator:
         import pyarrow as pa
 
         from airflow_mbt.plugins.connectors._pg_csv import empty_table, to_pandas
 
-        if chunk_rows < 1:
-            raise MBTInputError(f"chunk_rows must be >= 1, got {chunk_rows}", field="chunk_rows")
-        schema, name, catalog = self._select_columns(table, None)
         pending: list = []
         held = 0
-        # segments of ~ 64 bytes/row * chunk_rows keep the buffered text near one chunk
-        segment = max(1 << 20, min(SEGMENT_BYTES, chunk_rows * 64))
         emitted = False
-        for part in self._copy_out(schema, name, catalog, segment_bytes=segment):
+        for part in parts:
             pending.append(part)
             held += part.num_rows
             while held >= chunk_rows:
@@ -199,18 +212,29 @@ class PostgresConnector(DataConnector):
 
     # ---- writing --------------------------------------------------------------------------
     def write_table(self, df, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
+        return self.write_chunks([df], table, replace_where=replace_where)
+
+    def write_chunks(self, frames: Iterable, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
+        """Like ``write_table`` for a stream of frames with the same columns (bounded memory for
+        large outputs): one transaction - the ``replace_where`` DELETE, then one COPY fed frame by
+        frame. Any failure (or the process dying) commits nothing. Returns rows written."""
         import psycopg
         from psycopg import sql
         from psycopg.copy import QueuedLibpqWriter
 
         from airflow_mbt.plugins.connectors._pg_csv import encode_chunks
 
+        frames = iter(frames)
+        first = next(frames, None)
         schema, name, catalog = self._resolve(table)
         if not catalog:
-            self._create_table(df, schema, name)
+            if first is None:
+                return 0
+            self._create_table(first, schema, name)
             schema, name, catalog = self._resolve(f'"{schema}"."{name}"')
         types = dict(catalog)
-        extra = [c for c in df.columns if c not in types]
+        columns = list(first.columns) if first is not None else []
+        extra = [c for c in columns if c not in types]
         if extra:
             raise DataContractError(f"columns {extra} are not in table {schema}.{name}", field="columns",
                                     hint=f"table columns: {', '.join(types)}")
@@ -221,7 +245,8 @@ class PostgresConnector(DataConnector):
                                     field="replace_where")
         ident = self._ident(schema, name)
         copy_sql = sql.SQL("COPY {tab} ({cols}) FROM STDIN (FORMAT csv)").format(
-            tab=ident, cols=sql.SQL(", ").join(sql.Identifier(str(c)) for c in df.columns))
+            tab=ident, cols=sql.SQL(", ").join(sql.Identifier(str(c)) for c in columns))
+        written = 0
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 if where:
@@ -232,15 +257,21 @@ class PostgresConnector(DataConnector):
                     if cur.rowcount:
                         log.info("replaced %d rows of %s.%s where %s", cur.rowcount, schema, name,
                                  ", ".join(f"{k}={v}" for k, v in where.items()))
-                if len(df.columns) and len(df):
+                if columns:
                     # the queued writer sends on a worker thread while the next chunk is encoded
                     with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
-                        for chunk in encode_chunks(df, types, f"{schema}.{name}"):
-                            copy.write(chunk)
+                        for df in itertools.chain([first], frames):
+                            if list(df.columns) != columns:
+                                raise DataContractError(
+                                    f"chunk columns {list(df.columns)} differ from the first chunk's {columns}",
+                                    field="columns")
+                            for chunk in encode_chunks(df, types, f"{schema}.{name}"):
+                                copy.write(chunk)
+                            written += len(df)
         except psycopg.Error as exc:
             raise self._db_error(exc, f"writing {schema}.{name}") from None
-        log.info("wrote %d rows to PostgreSQL %s.%s", len(df), schema, name)
-        return len(df)
+        log.info("wrote %d rows to PostgreSQL %s.%s", written, schema, name)
+        return written
 
     def _create_table(self, df, schema: str, name: str) -> None:
         from psycopg import sql
