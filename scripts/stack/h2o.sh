@@ -27,7 +27,7 @@ svc_h2o_start() {
   mkdir -p "$STACK_DIR/h2o"
   stack_spawn h2o java "-Xmx$MBT_H2O_XMX" -jar "$jar" \
     -ip 127.0.0.1 -web_ip 127.0.0.1 -port "$MBT_H2O_PORT" -name mbt-shared \
-    -log_dir "$STACK_DIR/h2o/logs" -ice_root "$STACK_DIR/h2o/ice"
+    -log_dir "$STACK_DIR/h2o/logs" -ice_root "$STACK_DIR/h2o/ice" -log_level WARN
 }
 
 svc_h2o_stop() { stack_kill h2o 30; }
