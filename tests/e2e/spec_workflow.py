@@ -40,6 +40,7 @@ MANIFESTS = ("mbt-pipeline-artifacts", "manifests/")
 PLACEHOLDER = "<run_id_from_mlflow>"
 CI_STEPS = ("validate", "compile", "deploy")
 DAG_RUN_TIMEOUT = 480
+TIMINGS = REPO / "test-artifacts" / "e2e-timings.json"
 
 
 @dataclass
@@ -241,7 +242,8 @@ def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtim
     project = workdir / "demo-project"
     result = WorkflowResult(project=project)
     started = time.monotonic()
-    reset_deployment(api, env)
+    with phase(result, "reset: no deployed demo pipelines"):
+        reset_deployment(api, env)
 
     with phase(result, "A: init, validate, compile, local dev run"):
         sh("mbt init demo-project", workdir, env)
@@ -250,16 +252,19 @@ def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtim
             assert (project / expected).exists(), f"mbt init did not create {expected}"
         edit_profile_for_local_stack(project)
         park_serving_draft(project)
-        sh("mbt validate", project, env)
-        sh(f"mbt compile {TRAINING} --target dev", project, env)
+        out = sh(f"mbt validate {TRAINING}", project, env)
+        assert f"Pipeline '{TRAINING}' is valid." in out
+        out = sh(f"mbt compile {TRAINING} --target dev", project, env)
+        assert f"Manifest saved to target/{TRAINING}/manifest.json" in out
         manifest = json.loads((project / "target" / TRAINING / "manifest.json").read_text())
         steps = [s["name"] for s in manifest["steps"]]
         assert steps == ["load_data", "split_data", "train_model", "evaluate", "log_run"], steps
-        sh(f"mbt run --select {TRAINING} --target dev --vars max_runtime_secs={runtime_secs}",
-           project, env)
+        out = sh(f"mbt run --select {TRAINING} --target dev --vars max_runtime_secs={runtime_secs}",
+                 project, env)
         results = json.loads((project / "target" / TRAINING / "run_results.json").read_text())
         assert results["status"] == "success", results
         result.mbt_run_id_1, result.run_id_1 = results["run_id"], results["mlflow_run_id"]
+        assert result.mbt_run_id_1 in out and result.run_id_1 in out  # printed for the DS
         assert (project / "local_artifacts" / result.mbt_run_id_1).is_dir()
 
     with phase(result, "B: CI (validate/compile/deploy) + training DAG"):
@@ -284,6 +289,8 @@ def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtim
 
     result.timings["total"] = round(time.monotonic() - started, 1)
     print("\nphase timings (s): " + json.dumps(result.timings), flush=True)
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS.write_text(json.dumps({"runtime_secs": runtime_secs, "timings_s": result.timings}, indent=2))
     return result
 
 
