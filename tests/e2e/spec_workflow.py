@@ -4,7 +4,7 @@
 project's own ``.woodpecker.yml`` commands (run literally, as the CI agent would) and Airflow's
 REST API, and returns a ``WorkflowResult`` with every id the checks need plus phase timings.
 
-Decisions (documented in the report and in the test module):
+Decisions (also in docs/e2e.md):
 - MLflow: the DS points the dev target at the shared tracking server
   (``tracking_uri: http://127.0.0.1:5000``, no local artifact location), so run_id_1 (local dev
   run) and run_id_2 (Airflow prod run) land in the same experiment ``churn_prediction``.
@@ -13,6 +13,8 @@ Decisions (documented in the report and in the test module):
   ``{{ env_var('MBT_MAX_RUNTIME_SECS', 300) }}`` so the literal CI commands get a small budget.
 - Executor: this machine has no Kubernetes cluster, so the prod target's executor is set to
   ``local`` (``MBTStepOperator`` inside Airflow's LocalExecutor worker), the stand-in the spec names.
+- The scaffolded serving pipeline (run id placeholder, does not validate) stays out of
+  ``pipelines/`` until a model is chosen in phase C, as in the spec.
 """
 
 from __future__ import annotations
@@ -202,8 +204,11 @@ def run_dag(api: AirflowAPI, dag_id: str, schedule: str) -> tuple[str, str]:
     run = api.trigger(dag_id)
     print(f"triggered {dag_id}: {run['dag_run_id']}", flush=True)
     api.wait_for_run(dag_id, run["dag_run_id"], timeout=DAG_RUN_TIMEOUT)
-    first_task = api.task_instances(dag_id, run["dag_run_id"])[0]["task_id"]
-    mbt_run_id = api.xcom(dag_id, run["dag_run_id"], first_task, key="mbt_run_id")
+    # every task of the DAG run works under the same mbt run id (CONTRACTS section 3)
+    ids = {api.xcom(dag_id, run["dag_run_id"], ti["task_id"], key="mbt_run_id")
+           for ti in api.task_instances(dag_id, run["dag_run_id"])}
+    assert len(ids) == 1, f"tasks of {dag_id}/{run['dag_run_id']} used different mbt run ids: {ids}"
+    mbt_run_id = ids.pop()
     assert re.fullmatch(r"run_\d{8}_\d{6}_[0-9a-f]{4}", mbt_run_id), mbt_run_id
     return run["dag_run_id"], mbt_run_id
 
