@@ -114,18 +114,27 @@ class AirflowAPI:
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 480) -> dict:
-        """Poll a DAG run until it is success or failed; raise (with task logs) otherwise. A task
-        waiting for a retry fails the wait at once: in these tests a retry means a broken step."""
+    def wait_for_end(self, dag_id: str, run_id: str, timeout: float = 480,
+                     fail_on_retry: bool = True) -> tuple[dict, list]:
+        """Poll a DAG run until it is success or failed, the deadline passes or (with
+        ``fail_on_retry``) a task of any run of the DAG waits for a retry - a run queued behind
+        another waits for it (max_active_runs). Returns (run, [(run id, task id) retrying])."""
         deadline = time.monotonic() + timeout
         run = self.dag_run(dag_id, run_id)
-        retrying = []
+        retrying: list = []
         while run["state"] not in TERMINAL and time.monotonic() < deadline and not retrying:
             time.sleep(5)
             run = self.dag_run(dag_id, run_id)
-            # any run of the DAG (a run queued behind another waits for it: max_active_runs)
-            retrying = [(ti["dag_run_id"], ti["task_id"]) for ti in self.get(
-                f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", state="up_for_retry")["task_instances"]]
+            if fail_on_retry:
+                retrying = [(ti["dag_run_id"], ti["task_id"]) for ti in self.get(
+                    f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", state="up_for_retry")["task_instances"]]
+        return run, retrying
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 480) -> dict:
+        """Wait for a DAG run to succeed; raise with the task states and the logs of the tasks
+        that did not succeed otherwise. In these tests a retry means a broken step: it fails the
+        wait at once."""
+        run, retrying = self.wait_for_end(dag_id, run_id, timeout)
         if run["state"] != "success":
             why = (f"has tasks waiting for a retry ({', '.join(map('/'.join, retrying))})" if retrying
                    else "did not finish" if run["state"] not in TERMINAL else f"ended {run['state']}")
