@@ -1,7 +1,9 @@
 """Artifact (de)serialization by kind and transfer through a ``Storage``.
 
 Kinds (``steps/specs.py``): ``table`` (pandas DataFrame <-> Parquet, dtypes preserved through
-the pandas metadata, never pickle), ``json`` (dict <-> canonical JSON), ``dir`` (a directory <->
+the pandas metadata, never pickle), ``table_stream`` (the same Parquet format, handed to steps as a
+``table_stream.StreamedTable`` read chunk by chunk; a step may produce it - or a ``table`` - as a
+``TableWriter`` from ``ctx.table_writer``, an iterable of frames, or a DataFrame), ``json`` (dict <-> canonical JSON), ``dir`` (a directory <->
 deterministic uncompressed tar: sorted entries, zero mtime/uid/gid, normalized modes, so equal
 content gives an equal sha256). Everything goes through files and ``Storage.put_file/get_file``
 so large tables never sit in memory twice and S3 can upload in parts. Every read verifies the
@@ -18,9 +20,10 @@ from typing import Any
 
 from airflow_mbt.errors import MBTError
 from airflow_mbt.runtime.files import sha256_file
-from airflow_mbt.steps.specs import DIR, JSON, TABLE
+from airflow_mbt.steps.specs import DIR, JSON, TABLE, TABLE_STREAM
 
-EXTENSIONS = {TABLE: ".parquet", JSON: ".json", DIR: ".tar"}
+EXTENSIONS = {TABLE: ".parquet", TABLE_STREAM: ".parquet", JSON: ".json", DIR: ".tar"}
+TABLE_KINDS = (TABLE, TABLE_STREAM)
 
 
 class ArtifactError(MBTError):
@@ -83,7 +86,7 @@ def write_dir_tar(directory: Path, target: Path) -> None:
 def serialize(name: str, kind: str, value: Any, target: Path) -> None:
     """Write ``value`` of ``kind`` to the file ``target``; ``ArtifactError`` on a wrong type."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if kind == TABLE:
+    if kind in TABLE_KINDS:
         import pandas as pd
 
         if not isinstance(value, pd.DataFrame):
@@ -112,9 +115,15 @@ def deserialize(name: str, kind: str, source: Path, dir_target: Path) -> Any:
     """Read an artifact file; ``dir`` artifacts are extracted into ``dir_target``."""
     try:
         if kind == TABLE:
-            import pandas as pd
+            import pyarrow.parquet as pq
 
-            return pd.read_parquet(source, engine="pyarrow")
+            from airflow_mbt.runtime.table_stream import pandas_of
+
+            return pandas_of(pq.read_table(source))
+        if kind == TABLE_STREAM:
+            from airflow_mbt.runtime.table_stream import StreamedTable
+
+            return StreamedTable(source)
         if kind == JSON:
             return json.loads(source.read_bytes().decode("utf-8"))
         if kind == DIR:
@@ -130,12 +139,38 @@ def deserialize(name: str, kind: str, source: Path, dir_target: Path) -> Any:
 
 
 # ---- transfer --------------------------------------------------------------------------------
+def _streamed_file(name: str, value: Any, local: Path) -> tuple[Path, str, int] | None:
+    """(file, sha256, size) of a table output given as a stream: a ``TableWriter`` (closed here;
+    its hash was computed while writing) or an iterable of frames (drained into ``local``).
+    ``None`` for other values (a DataFrame is serialized as usual)."""
+    import pandas as pd
+
+    from airflow_mbt.runtime.table_stream import StreamError, StreamedTable, TableWriter
+
+    if isinstance(value, TableWriter):
+        value.close()
+        return value.path, value.sha256, value.size
+    if isinstance(value, StreamedTable):
+        raise ArtifactError(f"output {name!r} is an input table; write a new one with ctx.table_writer")
+    if isinstance(value, (pd.DataFrame, str, bytes, dict)) or not hasattr(value, "__iter__"):
+        return None
+    try:
+        writer = TableWriter(local, name).write_all(value)
+    except StreamError as exc:
+        raise ArtifactError(str(exc)) from exc
+    return writer.path, writer.sha256, writer.size
+
+
 def store(storage, run_id: str, step: str, name: str, kind: str, value: Any, scratch: Path) -> dict:
     """Serialize one output and upload it; returns its registry entry."""
     key = artifact_key(run_id, step, name, kind)
     local = scratch / f"{name}{EXTENSIONS[kind]}"
-    serialize(name, kind, value, local)
-    digest, size = sha256_file(local)
+    streamed = _streamed_file(name, value, local) if kind in TABLE_KINDS else None
+    if streamed is not None:
+        local, digest, size = streamed
+    else:
+        serialize(name, kind, value, local)
+        digest, size = sha256_file(local)
     uri = storage.put_file(key, local)
     local.unlink()
     return {"uri": uri, "key": key, "kind": kind, "sha256": digest, "size": size, "step": step}
@@ -157,5 +192,6 @@ def fetch(storage, name: str, entry: dict, scratch: Path) -> Any:
             f"!= recorded {entry['sha256']} ({entry.get('size')} bytes); it was modified or truncated "
             f"after step {entry.get('step')!r} wrote it - re-run that step")
     value = deserialize(name, kind, local, scratch / "inputs" / name)
-    local.unlink()
+    if kind != TABLE_STREAM:  # a streamed table is read from this file while the step runs
+        local.unlink()
     return value

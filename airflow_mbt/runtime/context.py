@@ -147,6 +147,19 @@ class StepContext:
         name = name or self.config["training"]["model_training"]["framework"]
         return self.runtime.framework(name)
 
+    def table_writer(self, name: str):
+        """A ``table_stream.TableWriter`` for the table output ``name``: write frames chunk by
+        chunk and return the writer as the output value (the executor closes and stores it)."""
+        from airflow_mbt.runtime.table_stream import TableWriter
+
+        return TableWriter(self.work_dir / ".mbt-tables" / self.step.name / f"{name}.parquet", name)
+
+    def chunk_rows(self) -> int:
+        """Rows per chunk for streamed tables (env ``MBT_CHUNK_ROWS``, default 250,000)."""
+        from airflow_mbt.runtime.table_stream import default_chunk_rows
+
+        return default_chunk_rows()
+
     @cached_property
     def step_dir(self) -> Path:
         d = self.work_dir / self.step.name

@@ -6,12 +6,18 @@ from airflow_mbt.errors import DataContractError, MBTInputError
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 
-def read_source(ctx, section: str, key: str):
-    """Read ``<section>.data_source.<key>`` through the target's data connector."""
+def source_table(ctx, section: str, key: str) -> tuple[str, str]:
+    """(table name, YAML field) of ``<section>.data_source.<key>``; an input error when unset."""
     table = ((ctx.config.get(section) or {}).get("data_source") or {}).get(key)
     field = f"{section}.data_source.{key}"
     if not table:
         raise MBTInputError("no table configured", field=field, hint=f"set {field}: <table name>")
+    return table, field
+
+
+def read_source(ctx, section: str, key: str):
+    """Read ``<section>.data_source.<key>`` through the target's data connector."""
+    table, field = source_table(ctx, section, key)
     df = ctx.connector().read_table(table)
     if df.empty:
         raise DataContractError(f"table {table!r} has no rows", field=field)

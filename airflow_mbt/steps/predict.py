@@ -1,19 +1,24 @@
-"""Step ``predict``: score the features with the model directory; output the predictions table
-(``<primary_key>, prediction, prediction_probability``) with the YAML's class labels."""
+"""Step ``predict``: score the features with the model directory, chunk by chunk; output the
+predictions table (``<primary_key>, prediction, prediction_probability``) with the YAML's class
+labels. A framework may ask for bigger chunks (``predict_batch_rows``: H2O starts a JVM per call)."""
 
 from __future__ import annotations
 
 from airflow_mbt.ml import scoring
+from airflow_mbt.runtime.table_stream import frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 
 @with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     framework, model, meta = scoring.load(inputs["model"], ctx.runtime)
-    features = inputs["features"]
-    scored = scoring.score(framework, model, meta, features)
+    rows = max(ctx.chunk_rows(), int(getattr(framework, "predict_batch_rows", 0) or 0))
     id_col = meta.get("primary_key")
-    ids = features[id_col] if id_col and id_col in features.columns else None
-    table = scoring.predictions_table(ids, scored, meta)
-    ctx.log.info("scored %d rows", len(table))
-    return {"predictions": table}
+    out = ctx.table_writer("predictions")
+    with out:
+        for features in frames(inputs["features"], rows):
+            scored = scoring.score(framework, model, meta, features)
+            ids = features[id_col] if id_col and id_col in features.columns else None
+            out.write(scoring.predictions_table(ids, scored, meta))
+    ctx.log.info("scored %d rows in chunks of %d", out.num_rows, rows)
+    return {"predictions": out}

@@ -1,16 +1,17 @@
 """Declared shape of the built-in steps: names, typed inputs/outputs, and the two step graphs.
 
 Light on purpose: the compiler (manifest building) and the DAG factory read these at parse time.
-Artifact kinds: ``table`` (pandas DataFrame <-> Parquet), ``json`` (dict <-> JSON),
-``dir`` (a local directory <-> tar archive; used for models and plots).
+Artifact kinds: ``table`` (pandas DataFrame <-> Parquet), ``table_stream`` (one Parquet file
+written and read chunk by chunk: ``runtime/table_stream.py``; the serving chain), ``json``
+(dict <-> JSON), ``dir`` (a local directory <-> tar archive; used for models and plots).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TABLE, JSON, DIR = "table", "json", "dir"
-ARTIFACT_KINDS = (TABLE, JSON, DIR)
+TABLE, TABLE_STREAM, JSON, DIR = "table", "table_stream", "json", "dir"
+ARTIFACT_KINDS = (TABLE, TABLE_STREAM, JSON, DIR)
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ TRAINING_STEPS: tuple[StepSpec, ...] = (
 SERVING_STEPS: tuple[StepSpec, ...] = (
     _s("load_model", [], [("model", DIR), ("preprocessor", JSON)],
        "Fetch the trained model and preprocessing from MLflow by run id"),
-    _s("load_scoring_data", [], [("scoring_data", TABLE)], "Read the scoring table"),
-    _s("apply_transforms", ["preprocessor", "scoring_data"], [("features", TABLE)],
+    _s("load_scoring_data", [], [("scoring_data", TABLE_STREAM)], "Read the scoring table"),
+    _s("apply_transforms", ["preprocessor", "scoring_data"], [("features", TABLE_STREAM)],
        "Check the feature contract and replay the training preprocessing"),
-    _s("predict", ["model", "features"], [("predictions", TABLE)], "Score the features"),
+    _s("predict", ["model", "features"], [("predictions", TABLE_STREAM)], "Score the features"),
     _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
 )
 

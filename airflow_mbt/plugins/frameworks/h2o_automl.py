@@ -165,6 +165,7 @@ def automl_options(config: dict, problem_type: str | None = None) -> dict:
 
 class H2OAutoMLFramework(Framework):
     name = "h2o_automl"
+    predict_batch_rows = 1_000_000  # the predict step's minimum chunk: each MOJO call starts a JVM
 
     def __init__(self, runtime):
         super().__init__(runtime)
