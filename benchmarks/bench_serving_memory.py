@@ -7,6 +7,9 @@ load_model, load_scoring_data, apply_transforms, predict and publish (to ``bench
 ``mbt run`` does (peak RSS of the whole serving run).
 
     .venv/bin/python benchmarks/bench_serving_memory.py [--rows 5000000]
+
+The streamed steps use chunks of ``MBT_CHUNK_ROWS`` rows (default 250,000); set it in the
+environment to measure another chunk size.
 """
 
 from __future__ import annotations
@@ -108,7 +111,10 @@ def main() -> None:
         finally:
             psql("-c", f"DROP TABLE IF EXISTS {SCORE_TABLE}; DROP TABLE IF EXISTS {OUT_TABLE}")
 
-    print(f"serving on {args.rows:,} scoring rows ({machine()}); rows published in total: {published}")
+    from airflow_mbt.runtime.table_stream import default_chunk_rows
+
+    print(f"serving on {args.rows:,} scoring rows in chunks of {default_chunk_rows():,} ({machine()}); "
+          f"rows published in total: {published}")
     print("  one process per step (pod-per-step):")
     for r in results:
         print(f"    {r['steps'][0]:<18} peak RSS {r['peak_rss_mib']:>7,.0f} MiB  {r['seconds']:6.1f} s")
