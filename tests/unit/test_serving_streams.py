@@ -10,6 +10,7 @@ import pytest
 from ml_pipeline_fixtures import fetch, make_manifest, make_project, run_steps, serving_config, train_once
 
 from airflow_mbt.errors import DataContractError, MBTInputError
+from airflow_mbt.manifest import Manifest
 from airflow_mbt.ml import preprocessing, scoring
 from airflow_mbt.plugins.storage.local import LocalStorage
 from airflow_mbt.runtime import artifacts
@@ -164,3 +165,21 @@ def test_chunk_rows_default_and_setting(monkeypatch):
     assert default_chunk_rows() == 250_000
     monkeypatch.setenv("MBT_CHUNK_ROWS", "100_000")
     assert default_chunk_rows() == 100_000
+
+
+def test_a_manifest_compiled_before_table_stream_still_serves(trained, monkeypatch, tmp_path):
+    # its serving outputs are kind 'table': the steps get DataFrames and still work chunk by chunk
+    root, mlflow_run = trained
+    monkeypatch.setenv("MBT_CHUNK_ROWS", "50")
+    cfg = serving_config(mlflow_run["run_id"], serving={"output": {"path": "old_manifest.csv"}})
+    body = dict(make_manifest(cfg).data)
+    body["steps"] = [{**s, "outputs": [{**o, "kind": "table" if o["kind"] == "table_stream" else o["kind"]}
+                                       for o in s["outputs"]]} for s in body["steps"]]
+    body.pop("content_hash")
+    manifest = Manifest.build(body)
+    run_id = run_steps(manifest, root)
+    predictions = fetch(root, manifest, run_id, "predictions")
+    assert isinstance(predictions, pd.DataFrame)
+    pd.testing.assert_frame_equal(predictions, _whole_frame_predictions(root, manifest, run_id, tmp_path),
+                                  check_exact=True)
+    assert len(pd.read_csv(root / "old_manifest.csv")) == 200
