@@ -45,15 +45,14 @@ def _mlflow_hint(manifest, project) -> str | None:
     return f"the MLflow server of connection {conn!r}" if conn else None
 
 
-def _predictions_hint(manifest, project) -> str | None:
+def _predictions_hint(manifest, runtime, project) -> str | None:
     output = (manifest.config.get("serving") or {}).get("output") or {}
     if output.get("destination") == "local_file":
         return str(project.root / output.get("path", "predictions.csv"))
     if output.get("destination") == "database":
         connector = manifest.target["data_connector"]
-        data_path = (connector.get("config") or {}).get("data_path")
-        if connector.get("type") == "local_file" and isinstance(data_path, str):
-            return str(project.root / data_path / f"{output.get('table')}.csv")
+        if connector.get("type") == "local_file":
+            return str(runtime.connector().table_file(output.get("table")))
         return f"table {output.get('table')} ({connector.get('type')} data connector)"
     return None
 
@@ -70,7 +69,7 @@ def _summary(manifest, runtime, project, results: dict) -> None:
     hint = _mlflow_hint(manifest, project)
     if hint and manifest.kind == "training":
         print(f"  MLflow UI:     {hint}")
-    predictions = _predictions_hint(manifest, project)
+    predictions = _predictions_hint(manifest, runtime, project)
     if predictions and manifest.kind == "serving":
         print(f"  predictions:   {predictions}")
     print(f"  run results:   {project.relative(project.root / 'target' / manifest.name / 'run_results.json')}")

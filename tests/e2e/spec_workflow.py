@@ -307,5 +307,6 @@ def dev_serving_output(project: Path) -> Path:
     if output.get("destination", "local_file") == "local_file":
         return project / output.get("path", "predictions.csv")
     profile = next(iter(yaml.safe_load((project / "profiles.yaml").read_text()).values()))
-    data_path = profile["outputs"]["dev"]["data_connector"]["config"]["data_path"]
-    return (project / data_path / f"{output['table']}.csv").resolve()
+    config = profile["outputs"]["dev"]["data_connector"]["config"]
+    mapped = (config.get("tables") or {}).get(output["table"])  # e.g. ./predictions.csv
+    return (project / (mapped or f"{config['data_path']}/{output['table']}.csv")).resolve()

@@ -193,3 +193,26 @@ def test_concurrent_writers_lose_no_rows(runtime, data_dir):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert len(pd.read_csv(Path(data_dir) / "out.csv")) == 30
+
+
+def test_tables_mapping_sends_a_table_to_its_own_file(tmp_path, data_dir):
+    rt = TargetRuntime(target={"name": "dev", "data_connector": {"type": "local_file", "config": {
+        "tables": {"churn_predictions": "./predictions.csv", "vip": "./extra/vip.csv"}}}}, project_dir=tmp_path)
+    conn = rt.connector()
+    frame = pd.DataFrame({"customer_id": ["A"], "prediction": [1], "serving_run_id": ["r1"]})
+    conn.write_table(frame, "public.churn_predictions", replace_where={"serving_run_id": "r1"})
+    conn.write_table(frame, "churn_predictions", replace_where={"serving_run_id": "r1"})
+    assert pd.read_csv(tmp_path / "predictions.csv").to_dict("list") == frame.to_dict("list")
+    assert not (data_dir / "churn_predictions.csv").exists()
+    assert conn.read_table("churn_predictions")["customer_id"].tolist() == ["A"]
+    assert len(conn.read_table("customers")) == 3  # unmapped tables still come from data_path
+    with pytest.raises(MBTInputError, match=r"vip.*extra/vip.csv"):
+        conn.read_table("vip")
+
+
+@pytest.mark.parametrize("tables", [["predictions.csv"], {"t": "./t.txt"}])
+def test_bad_tables_mapping_is_an_input_error(tmp_path, tables):
+    rt = TargetRuntime(target={"name": "dev", "data_connector": {"type": "local_file",
+                                                                 "config": {"tables": tables}}}, project_dir=tmp_path)
+    with pytest.raises(MBTInputError, match="tables"):
+        rt.connector()

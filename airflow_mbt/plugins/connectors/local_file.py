@@ -3,6 +3,8 @@
 ``read_table("customers")`` reads ``<data_path>/customers.parquet`` or, failing that,
 ``<data_path>/customers.csv``; a ``schema.table`` name uses only the table part. Writes go to
 ``<data_path>/<table>.csv`` atomically, under a file lock so concurrent writers do not lose rows.
+``tables: {name: path}`` maps a table to a file of its own, e.g. ``churn_predictions:
+./predictions.csv`` so the dev target publishes next to the project like the spec's workflow.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ SUFFIXES = (".parquet", ".csv")
 
 
 class LocalFileConnector(DataConnector):
-    """Config: ``data_path`` (default ``./sample_data``, relative to the project dir)."""
+    """Config: ``data_path`` (default ``./sample_data``, relative to the project dir) and an
+    optional ``tables`` mapping of table name -> file path (``.csv`` or ``.parquet``)."""
 
     type_name = "local_file"
 
@@ -27,6 +30,23 @@ class LocalFileConnector(DataConnector):
         super().__init__(config or {}, runtime)
         self.data_path = config_path(self.config, "data_path", "./sample_data", runtime,
                                      "data_connector.config.data_path")
+        tables = self.config.get("tables") or {}
+        if not isinstance(tables, dict):
+            raise MBTInputError("tables must map table names to file paths", field="data_connector.config.tables",
+                                hint="e.g. tables: {churn_predictions: ./predictions.csv}")
+        self.table_files = {}
+        for name, raw in tables.items():
+            path = config_path(tables, name, "", runtime, f"data_connector.config.tables.{name}")
+            if path.suffix not in SUFFIXES:
+                raise MBTInputError(f"table file {raw!r} must end in .csv or .parquet",
+                                    field=f"data_connector.config.tables.{name}")
+            self.table_files[str(name)] = path
+
+    def _mapped(self, table: str) -> Path | None:
+        if not isinstance(table, str):
+            return None
+        name = table.strip()
+        return self.table_files.get(name) or self.table_files.get(name.rsplit(".", 1)[-1])
 
     # ---- names ----------------------------------------------------------------------------
     @staticmethod
@@ -42,7 +62,17 @@ class LocalFileConnector(DataConnector):
                                 hint="the local_file connector reads <data_path>/<table>.parquet or .csv")
         return name
 
+    def table_file(self, table: str) -> Path:
+        """The CSV file ``write_table`` writes for ``table``."""
+        return self._mapped(table) or self.data_path / f"{self._stem(table)}.csv"
+
     def _source(self, table: str) -> Path:
+        mapped = self._mapped(table)
+        if mapped is not None:
+            if mapped.is_file():
+                return mapped
+            raise MBTInputError(f"table {table!r} not found: looked for {mapped}", field="table",
+                                hint="data_connector.config.tables maps it to that file")
         stem = self._stem(table)
         explicit = [s for s in SUFFIXES if table.strip().endswith(s)]
         candidates = [self.data_path / f"{stem}{suffix}" for suffix in (explicit or SUFFIXES)]
@@ -101,7 +131,10 @@ class LocalFileConnector(DataConnector):
         ``replace_where`` pair are dropped first. Existing values are kept as text (no re-parsing)."""
         import pandas as pd
 
-        target = self.data_path / f"{self._stem(table)}.csv"
+        target = self.table_file(table)
+        if target.suffix != ".csv":
+            raise MBTInputError(f"the local_file connector writes CSV files, not {target.name}",
+                                field="data_connector.config.tables", hint="map the table to a .csv path")
         new_rows = _as_text(df)
         with locked(target):
             if target.is_file():
