@@ -153,3 +153,17 @@ def test_explicit_keys_and_wrong_secret(stack_env, s3_prefix):
     text = str(err.value)
     assert text.startswith("S3:") and stack_env["MBT_S3_ENDPOINT_URL"] in text and BUCKET in text
     assert wrong not in text and stack_env["MBT_S3_SECRET_KEY"] not in text
+
+
+def test_rejected_connection_credentials_name_the_endpoint_not_the_secret(monkeypatch, stack_env):
+    """The conn_id path goes through S3Hook's session; a bad key is an AuthenticationError that
+    names the endpoint from the connection's extra and never the secret."""
+    monkeypatch.setenv("AIRFLOW_CONN_MBT_BAD_S3", (
+        '{"conn_type": "aws", "login": "nobody", "password": "wrong-secret-4711", '
+        f'"extra": {{"endpoint_url": "{stack_env["MBT_S3_ENDPOINT_URL"]}"}}}}'))
+    s = S3Storage({"bucket": BUCKET, "conn_id": "mbt_bad_s3"}, None)
+    with pytest.raises(AuthenticationError) as err:
+        s.get("anything")
+    text = str(err.value)
+    assert stack_env["MBT_S3_ENDPOINT_URL"] in text and BUCKET in text
+    assert "wrong-secret-4711" not in text and not err.value.retryable

@@ -1,9 +1,9 @@
 """``S3Storage``: artifact storage in an S3 bucket (AWS or SeaweedFS/MinIO via ``endpoint_url``).
 
 Config: ``bucket`` (required), ``prefix`` (optional key prefix), and credentials either from an
-Airflow aws connection ``conn_id`` (login = access key, password = secret key,
-``extra.endpoint_url``, ``extra.region_name``; no login = boto3's default credential chain) or
-from ``endpoint_url``, ``access_key``, ``secret_key``, ``region``.
+Airflow aws connection ``conn_id`` - resolved by the amazon provider's ``S3Hook`` session, so
+keys, session tokens, ``role_arn`` and ``extra.region_name``/``extra.endpoint_url`` behave as
+everywhere else in Airflow - or from ``endpoint_url``, ``access_key``, ``secret_key``, ``region``.
 Large files go multipart (16 MiB parts). ``read_versioned``/``write_conditional`` use the ETag
 with ``IfMatch``/``IfNoneMatch`` (a 412 becomes ``RegistryConflictError``). Errors name S3, the
 endpoint and the bucket, never a key secret. boto3 is imported lazily.
@@ -43,21 +43,24 @@ class S3Storage(Storage):
 
     # ---- client ---------------------------------------------------------------------------
     def _settings(self) -> dict:
-        """boto3 client keyword arguments (contains secrets: never log)."""
-        kw: dict = {}
-        conn_id = self.config.get("conn_id")
-        if conn_id:
-            conn = self.runtime.connection(conn_id) if self.runtime is not None else get_connection(conn_id)
-            extra = conn.extra_dejson or {}
-            if conn.login:
-                kw["aws_access_key_id"] = conn.login
-                kw["aws_secret_access_key"] = conn.password
-            kw.update({k: extra[k] for k in ("aws_session_token", "endpoint_url", "region_name") if extra.get(k)})
+        """boto3 client keyword arguments from the explicit config (contains secrets: never log)."""
         renames = {"endpoint_url": "endpoint_url", "access_key": "aws_access_key_id",
                    "secret_key": "aws_secret_access_key", "region": "region_name"}
-        kw.update({arg: self.config[key] for key, arg in renames.items() if self.config.get(key)})
+        kw = {arg: self.config[key] for key, arg in renames.items() if self.config.get(key)}
         kw.setdefault("region_name", "us-east-1")
         return kw
+
+    def _session_from_connection(self, conn_id: str):
+        """(boto3 session, endpoint_url) of an Airflow aws connection, through ``S3Hook``."""
+        # a clear MBTInputError when the connection is not defined (S3Hook would fall back to an
+        # anonymous default chain and fail later with a vaguer message)
+        self.runtime.connection(conn_id) if self.runtime is not None else get_connection(conn_id)
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        hook = S3Hook(aws_conn_id=conn_id)
+        cfg = hook.conn_config
+        session = hook.get_session(region_name=self.config.get("region") or cfg.region_name or "us-east-1")
+        return session, self.config.get("endpoint_url") or cfg.endpoint_url
 
     @property
     def client(self):
@@ -65,9 +68,14 @@ class S3Storage(Storage):
             import boto3
             from botocore.config import Config
 
-            kw = self._settings()
+            conn_id = self.config.get("conn_id")
+            if conn_id:
+                session, endpoint = self._session_from_connection(conn_id)
+                kw = {"endpoint_url": endpoint} if endpoint else {}
+            else:
+                session, kw = boto3, self._settings()
             self.endpoint_url = kw.get("endpoint_url") or "https://s3.amazonaws.com"
-            self._client = boto3.client(
+            self._client = session.client(
                 "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"},
                                     connect_timeout=5, read_timeout=60, signature_version="s3v4",
                                     s3={"addressing_style": "path"} if kw.get("endpoint_url") else None),
@@ -85,6 +93,7 @@ class S3Storage(Storage):
         credentials -> AuthenticationError, the rest -> InfraError naming endpoint and bucket."""
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+        self.client  # noqa: B018 - resolve the endpoint before it is named in a message
         where = f"endpoint {self.endpoint_url}, bucket {self.bucket}"
         try:
             yield
