@@ -1,3 +1,19 @@
-"""Airflow operators running manifest steps: in-process (``step.MBTStepOperator``) or in a
-Kubernetes pod (``kubernetes.MBTKubernetesStepOperator``). Import the submodules directly; the
-Kubernetes one pulls in the cncf-kubernetes provider."""
+"""Airflow operators running manifest steps: in-process (``MBTStepOperator``) or in a Kubernetes
+pod (``MBTKubernetesStepOperator``). Exports are lazy: importing this package loads nothing, and
+only touching ``MBTKubernetesStepOperator`` pulls in the cncf-kubernetes provider."""
+
+from __future__ import annotations
+
+_EXPORTS = {
+    "MBTStepOperator": "airflow_mbt.operators.step",
+    "MBTKubernetesStepOperator": "airflow_mbt.operators.kubernetes",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
