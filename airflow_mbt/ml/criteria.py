@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from airflow_mbt.errors import MBTInputError, ValidationCriteriaError
 from airflow_mbt.ml.metrics import METRICS
-from airflow_mbt.pipeline.metrics import parse_criterion
+from airflow_mbt.constants import parse_criterion
 
 FIELD = "training.evaluation.validation_criteria"
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-from airflow_mbt.pipeline.metrics import DEFAULT_PRIMARY, METRICS  # noqa: F401 - one list for compiler and steps
+from airflow_mbt.constants import DEFAULT_PRIMARY, METRICS  # noqa: F401 - one list for compiler and steps
 
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
 NEEDS_PROBA = {"roc_auc", "log_loss", "pr_auc"}
