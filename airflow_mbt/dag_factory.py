@@ -13,7 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from airflow_mbt.constants import ExecutorType
+
+if TYPE_CHECKING:
+    from airflow_mbt.manifest import Manifest
 
 log = logging.getLogger("airflow_mbt.dag_factory")
 
@@ -23,60 +28,60 @@ START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 LAST_PARSE: dict[str, Any] = {}
 
 
-def default_args(manifest) -> dict:
-    orchestrator = (manifest.target.get("orchestrator") or {}).get("config") or {}
-    args = dict(orchestrator.get("default_args") or {})
+def default_args(manifest: Manifest) -> dict[str, Any]:
+    args = dict(manifest.target.default_args)
     minutes = args.pop("retry_delay_minutes", None)
     if minutes is not None:
         args["retry_delay"] = timedelta(minutes=float(minutes))
-    args.setdefault("owner", manifest.pipeline.get("owner") or "airflow")
+    args.setdefault("owner", manifest.pipeline.owner or "airflow")
     return args
 
 
-def doc_md(manifest) -> str:
+def doc_md(manifest: Manifest) -> str:
     p = manifest.pipeline
-    rows = [("Owner", p.get("owner")), ("Kind", manifest.kind), ("Problem type", p.get("problem_type")),
-            ("Framework", p.get("framework")), ("Target", manifest.target_name),
+    rows = [("Owner", p.owner), ("Kind", manifest.kind), ("Problem type", p.problem_type),
+            ("Framework", p.framework), ("Target", manifest.target_name),
             ("Executor", executor_type(manifest)), ("Content hash", f"`{manifest.content_hash}`"),
-            ("Source", f"`{p.get('source_file', '')}`")]
+            ("Source", f"`{p.source_file}`")]
     table = "\n".join(f"| {k} | {v or ''} |" for k, v in rows)
-    source = (p.get("source_yaml") or "").rstrip("\n")
+    source = p.source_yaml.rstrip("\n")
     return (f"### mbt pipeline `{manifest.name}`\n\n| | |\n|---|---|\n{table}\n\n"
             f"Built from a compiled manifest by airflow-mbt.\n\n```yaml\n{source}\n```\n")
 
 
-def executor_type(manifest) -> str:
+def executor_type(manifest: Manifest) -> str:
     from airflow_mbt.airflow_config import setting
 
-    return (manifest.target.get("executor") or {}).get("type") or setting("default_executor") or "local"
+    return manifest.target.executor.type or setting("default_executor") or ExecutorType.LOCAL
 
 
-def build_dag(manifest, manifest_uri: str, *, manifest_conn_id: str | None = None,
-              project_dir: str | None = None):
+def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | None = None,
+              project_dir: str | None = None) -> Any:
     """The DAG of one manifest; ``manifest_uri`` is what its tasks fetch (pinned by hash)."""
     from airflow.sdk import DAG
 
     kind = executor_type(manifest)
-    if kind not in ("local", "kubernetes"):
+    if kind not in ExecutorType.values():
         from airflow_mbt.errors import MBTInputError
 
         raise MBTInputError(f"unknown executor type {kind!r}", field=f"outputs.{manifest.target_name}.executor.type",
-                            hint="use local or kubernetes")
-    tags = sorted({*manifest.pipeline.get("tags", []), manifest.kind, "mbt"})
+                            hint=f"use one of: {', '.join(ExecutorType.values())}")
+    tags = sorted({*manifest.pipeline.tags, str(manifest.kind), "mbt"})
     with DAG(dag_id=manifest.name, schedule=manifest.schedule, start_date=START_DATE, catchup=False,
              max_active_runs=1, default_args=default_args(manifest), tags=tags, doc_md=doc_md(manifest),
              description=f"mbt {manifest.kind} pipeline {manifest.name} ({manifest.target_name})",
              auto_register=False) as dag:  # collected from the loader's globals() only when complete
         common = dict(pipeline=manifest.name, manifest_uri=manifest_uri, manifest_hash=manifest.content_hash,
                       target=manifest.target_name, manifest_conn_id=manifest_conn_id)
-        tasks = {}
+        tasks: dict[str, Any] = {}
         for step in manifest.steps:
-            if kind == "kubernetes":
+            if kind == ExecutorType.KUBERNETES:
+                from airflow_mbt.manifest import plain
                 from airflow_mbt.operators.kubernetes import MBTKubernetesStepOperator
 
                 tasks[step.name] = MBTKubernetesStepOperator(
-                    step=step.name, executor_config=(manifest.target.get("executor") or {}).get("config") or {},
-                    resources=step.resources, **common)
+                    step=step.name, executor_config=plain(manifest.target.executor.config),
+                    resources=dict(step.resources), **common)
             else:
                 from airflow_mbt.operators.step import MBTStepOperator
 
@@ -120,7 +125,7 @@ def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict
     return dags
 
 
-def register(namespace: dict, source: str | None = None) -> dict[str, Any]:
+def register(namespace: dict[str, Any], source: str | None = None) -> dict[str, Any]:
     """Build the DAGs and put them into a DAG file's ``globals()`` (Airflow collects them there)."""
     dags = build_dags(source)
     namespace.update(dags)

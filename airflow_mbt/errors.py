@@ -1,24 +1,44 @@
-"""Error types shared by every layer.
+"""Error types shared by every layer, and THE classification table.
 
-The CLI maps ``MBTInputError`` (and subclasses) to exit code 2 with a one-line message and no
-traceback; operators map the ``retryable = False`` family to ``AirflowFailException``.
+Every exception that reaches a boundary (the CLI, an operator, a pod's exit code) is classified
+by ``classify`` and nowhere else:
+
+=====================  =========================================  ====  =========
+category               raised as                                  exit  retried
+=====================  =========================================  ====  =========
+input                  ``MBTInputError`` (YAML, profiles, args,    2     no
+                       data contract, connections)
+not_retryable          ``ValidationCriteriaError``,                3     no
+                       ``AuthenticationError``, ``IntegrityError``
+                       (and any ``MBTError`` with ``retryable``
+                       False)
+infrastructure         ``InfraError`` and other ``MBTError``       1     yes
+unexpected             ``StepFailedError`` (a step's bug) and      1     yes
+                       any other exception (traceback with -v)
+interrupted            ``KeyboardInterrupt`` (SIGINT)              130   no
+terminated             ``StepTerminated`` (SIGTERM)                143   yes
+=====================  =========================================  ====  =========
+
+``str(MBTInputError)`` is ``file:line:col: field.path: message`` (parts omitted when unknown),
+followed by ``\n  hint: ...`` when a hint is given.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_mbt.constants import ExitCode
 
 
 class MBTError(Exception):
     """Base class of all airflow-mbt errors."""
 
     retryable = True
+    step: str | None = None  # the step it happened in, set once by the invocation path
 
 
 class MBTInputError(MBTError):
-    """Bad user input: YAML, profiles, CLI arguments, connections, data.
-
-    ``str(err)`` is ``file:line:col: field.path: message`` (parts omitted when unknown),
-    followed by ``\n  hint: ...`` when a hint is given.
-    """
+    """Bad user input: YAML, profiles, CLI arguments, connections, data."""
 
     retryable = False
 
@@ -32,7 +52,7 @@ class MBTInputError(MBTError):
         self.hint = hint
         super().__init__(self.format())
 
-    def format(self) -> str:
+    def location(self) -> str:
         loc = ""
         if self.file:
             loc = str(self.file)
@@ -40,12 +60,20 @@ class MBTInputError(MBTError):
                 loc += f":{self.line}"
                 if self.col is not None:
                     loc += f":{self.col}"
-            loc += ": "
+        return loc
+
+    def format(self) -> str:
+        loc = self.location()
         field = f"{self.field}: " if self.field else ""
-        text = f"{loc}{field}{self.message}"
+        text = f"{loc + ': ' if loc else ''}{field}{self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+    def relocate(self, *, file: str | None = None, line: int | None = None, col: int | None = None) -> None:
+        """Set the source position (used when a step's error is pointed at the pipeline YAML)."""
+        self.file, self.line, self.col = file, line, col
+        self.args = (self.format(),)
 
 
 class DataContractError(MBTInputError):
@@ -54,6 +82,13 @@ class DataContractError(MBTInputError):
 
 class ValidationCriteriaError(MBTError):
     """A trained model did not meet ``evaluation.validation_criteria``."""
+
+    retryable = False
+
+
+class IntegrityError(MBTError):
+    """Stored data failed a check no retry can fix: a checksum mismatch, a tampered artifact or
+    registry, an artifact of the wrong shape."""
 
     retryable = False
 
@@ -81,3 +116,76 @@ class AuthenticationError(InfraError):
 
 class RegistryConflictError(MBTError):
     """A conditional write lost a race (the caller re-reads and retries)."""
+
+
+class StepFailedError(MBTError):
+    """A step raised something that is not an ``MBTError`` (a bug): the original is the
+    ``__cause__``. Classified as ``unexpected``."""
+
+
+class StepTerminated(BaseException):
+    """The step process received SIGTERM (Airflow timeout or "mark failed", pod eviction).
+
+    A ``BaseException`` so that ``except Exception`` in step or library code cannot swallow it.
+    """
+
+    def __init__(self, signum: int = 15):
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
+
+
+@dataclass(frozen=True)
+class Classification:
+    category: str  # input | not_retryable | infrastructure | interrupted | terminated | unexpected
+    exit_code: ExitCode
+    retryable: bool
+
+    @property
+    def expected(self) -> bool:
+        """False for a bug (``unexpected``): only then is a traceback useful."""
+        return self.category != "unexpected"
+
+
+INPUT = Classification("input", ExitCode.INPUT, False)
+NOT_RETRYABLE = Classification("not_retryable", ExitCode.NOT_RETRYABLE, False)
+INFRASTRUCTURE = Classification("infrastructure", ExitCode.FAILURE, True)
+INTERRUPTED = Classification("interrupted", ExitCode.SIGINT, False)
+TERMINATED = Classification("terminated", ExitCode.SIGTERM, True)
+UNEXPECTED = Classification("unexpected", ExitCode.FAILURE, True)
+
+# Exit codes after which an orchestrator must not retry (pods: ``MBTKubernetesStepOperator``).
+NON_RETRYABLE_EXIT_CODES = frozenset(c.exit_code for c in (INPUT, NOT_RETRYABLE, INTERRUPTED))
+
+
+def classify(exc: BaseException) -> Classification:
+    """The one table mapping an exception to its category, exit code and retry decision."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    if isinstance(exc, StepTerminated):
+        return TERMINATED
+    if isinstance(exc, MBTInputError):
+        return INPUT
+    if isinstance(exc, StepFailedError):
+        return UNEXPECTED
+    if isinstance(exc, MBTError):
+        return INFRASTRUCTURE if exc.retryable else NOT_RETRYABLE
+    return UNEXPECTED
+
+
+def classify_exit_code(code: int | None) -> Classification:
+    """The classification of a step process (or pod) that exited with ``code``."""
+    for c in (INPUT, NOT_RETRYABLE, INTERRUPTED, TERMINATED):
+        if code == c.exit_code:
+            return c
+    return INFRASTRUCTURE
+
+
+def describe(exc: BaseException) -> str:
+    """The one-line (plus hint) text shown to a user for ``exc``."""
+    if isinstance(exc, MBTError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, StepTerminated):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"

@@ -17,10 +17,10 @@ def collect_manifests(project, target: str, select: list[str]):
         manifest = Manifest.read(path)
         if manifest.target_name == target:
             found[manifest.name] = manifest
-            source = project.root / manifest.pipeline.get("source_file", "")
-            if source.is_file() and source.read_text(encoding="utf-8") != manifest.pipeline.get("source_yaml"):
+            source = project.root / manifest.pipeline.source_file
+            if source.is_file() and source.read_text(encoding="utf-8") != manifest.pipeline.source_yaml:
                 print(f"warning: {project.relative(path)} was compiled from an older "
-                      f"{manifest.pipeline['source_file']}; run `mbt compile {manifest.name} --target {target}`",
+                      f"{manifest.pipeline.source_file}; run `mbt compile {manifest.name} --target {target}`",
                       file=sys.stderr)
     missing = [n for n in select if n not in found]
     if missing:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from airflow_mbt.cli.context import project_of, target_of, vars_of
+from airflow_mbt.constants import PipelineKind
 from airflow_mbt.errors import MBTInputError
 
 
@@ -36,12 +37,12 @@ class Progress:
 
 
 def _mlflow_hint(manifest, project) -> str | None:
-    uri = manifest.target.get("mlflow", {}).get("tracking_uri")
+    uri = manifest.target.mlflow.get("tracking_uri")
     if isinstance(uri, str) and uri.startswith(("sqlite:", "file:", "./", "/")):
         return f"mlflow ui --backend-store-uri {uri}  (run in {project.root})"
     if isinstance(uri, str) and uri.startswith("http"):
         return uri
-    conn = manifest.target.get("mlflow", {}).get("conn_id")
+    conn = manifest.target.mlflow.get("conn_id")
     return f"the MLflow server of connection {conn!r}" if conn else None
 
 
@@ -50,10 +51,10 @@ def _predictions_hint(manifest, runtime, project) -> str | None:
     if output.get("destination") == "local_file":
         return str(project.root / output.get("path", "predictions.csv"))
     if output.get("destination") == "database":
-        connector = manifest.target["data_connector"]
-        if connector.get("type") == "local_file":
+        connector = manifest.target.data_connector.type
+        if connector == "local_file":
             return str(runtime.connector().table_file(output.get("table")))
-        return f"table {output.get('table')} ({connector.get('type')} data connector)"
+        return f"table {output.get('table')} ({connector} data connector)"
     return None
 
 
@@ -67,12 +68,16 @@ def _summary(manifest, runtime, project, results: dict) -> None:
     if results.get("mlflow_run_id"):
         print(f"  MLflow run:    {results['mlflow_run_id']}")
     hint = _mlflow_hint(manifest, project)
-    if hint and manifest.kind == "training":
+    if hint and manifest.kind == PipelineKind.TRAINING:
         print(f"  MLflow UI:     {hint}")
     predictions = _predictions_hint(manifest, runtime, project)
-    if predictions and manifest.kind == "serving":
+    if predictions and manifest.kind == PipelineKind.SERVING:
         print(f"  predictions:   {predictions}")
-    print(f"  run results:   {project.relative(project.root / 'target' / manifest.name / 'run_results.json')}")
+    print(f"  run results:   {_results_path(project, manifest)}")
+
+
+def _results_path(project, manifest) -> str:
+    return project.relative(project.root / "target" / manifest.name / "run_results.json")
 
 
 def cmd_run(args) -> int:
@@ -84,7 +89,8 @@ def cmd_run(args) -> int:
     manifest = compile_one(project, args.select, target, variables)
     print(f"Manifest saved to {project.relative(project.manifest_path(args.select))}")
 
-    from airflow_mbt.runtime.context import TargetRuntime
+    from airflow_mbt.runtime.context import RunContext, TargetRuntime
+    from airflow_mbt.runtime.invocation import sigterm_raises
     from airflow_mbt.runtime.run_id import new_run_id, validate_run_id
     from airflow_mbt.runtime.runner import run_pipeline
 
@@ -92,33 +98,25 @@ def cmd_run(args) -> int:
     print(f"Run id: {run_id}  (pipeline {manifest.name}, target {manifest.target_name})", flush=True)
     runtime = TargetRuntime.from_manifest(manifest, project_dir=project.root)
     try:
-        results = run_pipeline(manifest, runtime, run_id=run_id, progress=Progress())
+        with sigterm_raises():
+            results = run_pipeline(manifest, runtime, run=RunContext(run_id=run_id), progress=Progress())
     except BaseException:
-        print(f"Run {run_id} failed; step results in "
-              f"{project.relative(project.root / 'target' / manifest.name / 'run_results.json')}", file=sys.stderr)
+        print(f"Run {run_id} failed; step results in {_results_path(project, manifest)}", file=sys.stderr)
         raise
     _summary(manifest, runtime, project, results)
     return 0
 
 
-def _load_manifest(args, project):
-    from airflow_mbt.manifest import Manifest
+def _manifest_source(args, project):
+    from airflow_mbt.runtime.invocation import ManifestSource
 
-    if args.manifest and "://" in args.manifest:
-        from airflow_mbt.manifest_store import fetch_manifest
-
-        return fetch_manifest(args.manifest, conn_id=args.manifest_conn_id, expected_hash=args.manifest_hash)
     if args.manifest:
-        path = Path(args.manifest)
+        location = args.manifest
     elif project is not None:
-        path = project.manifest_path(args.pipeline)
+        location = str(project.manifest_path(args.pipeline))
     else:
-        path = Path("target") / args.pipeline / "manifest.json"
-    manifest = Manifest.read(path)
-    if args.manifest_hash and manifest.content_hash != args.manifest_hash:
-        raise MBTInputError(f"manifest has content hash {manifest.content_hash}, expected {args.manifest_hash}",
-                            file=str(path), field="--manifest-hash", hint="recompile or pass the matching hash")
-    return manifest
+        location = str(Path("target") / args.pipeline / "manifest.json")
+    return ManifestSource(location, conn_id=args.manifest_conn_id, expected_hash=args.manifest_hash)
 
 
 def cmd_step_execute(args) -> int:
@@ -128,32 +126,19 @@ def cmd_step_execute(args) -> int:
     except MBTInputError:
         if getattr(args, "project_dir", None):
             raise  # an explicit --project-dir must exist; otherwise run from the current folder
-    manifest = _load_manifest(args, project)
-    if manifest.name != args.pipeline:
-        raise MBTInputError(f"the manifest is for pipeline {manifest.name!r}, not {args.pipeline!r}",
-                            field="--pipeline")
-    if manifest.target_name != args.target:
-        raise MBTInputError(f"the manifest was compiled for target {manifest.target_name!r}, not {args.target!r}",
-                            field="--target", hint=f"mbt compile {args.pipeline} --target {args.target}")
     if args.try_number < 1:
-        raise MBTInputError("must be 1 or more", field="--try-number")
+        raise MBTInputError("must be 1 or more", field="--try-number", hint="Airflow's try numbers start at 1")
 
-    from airflow_mbt.runtime.context import TargetRuntime
-    from airflow_mbt.runtime.executor import execute_step
+    from airflow_mbt.runtime.context import RunContext
+    from airflow_mbt.runtime.invocation import invoke_from_source, sigterm_raises
+    from airflow_mbt.runtime.run_id import validate_run_id
 
-    runtime = TargetRuntime.from_manifest(manifest, project_dir=project.root if project else Path.cwd())
-    try:
-        result = execute_step(manifest, args.step, args.run_id, runtime, try_number=args.try_number)
-    except Exception as exc:
-        from airflow_mbt.errors import MBTError
-
-        exc.step = getattr(exc, "step", None) or args.step
-        if isinstance(exc, MBTError) and not str(exc).startswith("step "):
-            exc.args = (f"step {args.step!r} failed: {exc}",)  # what the CLI prints
-        raise
-    finally:
-        runtime.close()
-    print(f"Step {args.step!r} of {manifest.name} ok ({result.get('seconds', 0):.1f}s, run id {args.run_id})")
-    for name, uri in sorted((result.get("outputs") or {}).items()):
+    run = RunContext(run_id=validate_run_id(args.run_id, "--run-id"), try_number=args.try_number)
+    with sigterm_raises():
+        manifest, result = invoke_from_source(_manifest_source(args, project), pipeline=args.pipeline,
+                                              target=args.target, step=args.step, run=run,
+                                              project_dir=project.root if project else Path.cwd())
+    print(f"Step {args.step!r} of {manifest.name} ok ({result.seconds:.1f}s, run id {args.run_id})")
+    for name, uri in sorted(result.outputs.items()):
         print(f"  {name}: {uri}")
     return 0

@@ -1,16 +1,17 @@
 """``mbt`` entry point: parse arguments, run the command, map errors to exit codes.
 
-Exit codes: 0 success; 2 bad input (``MBTInputError``, usage errors), message only;
-3 a failure that a retry cannot fix (unmet validation criteria, rejected credentials, a corrupt
-artifact); 1 other failures (a step, a service), one line; tracebacks of unexpected errors only
-with -v. Orchestrators retry only exit code 1.
+Every failure is classified by ``errors.classify`` (the one table, shared with the operators and
+the pod failure handler) and printed as ONE ``error:`` message: 2 bad input, 3 not fixable by a
+retry, 1 a service or an unexpected error (traceback only with -v), 130 SIGINT, 143 SIGTERM.
+Orchestrators retry only 1 and 143.
 """
 
 from __future__ import annotations
 
 import sys
 
-from airflow_mbt.errors import MBTError, MBTInputError
+from airflow_mbt.constants import ExitCode
+from airflow_mbt.errors import StepFailedError, classify, describe
 
 COMMANDS = {
     "init": ("airflow_mbt.cli.authoring", "cmd_init"),
@@ -44,28 +45,32 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return int(getattr(importlib.import_module(module), func)(args) or 0)
-    except MBTInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except MBTError as err:
-        print(f"error: {err or type(err).__name__}", file=sys.stderr)
-        if verbose:
-            import traceback
+    except SystemExit:
+        raise  # argparse inside a command
+    except BaseException as err:  # noqa: BLE001 - the CLI boundary: one message, one exit code
+        return report(err, verbose)
 
-            traceback.print_exc()
-        return 1 if err.retryable else 3
-    except KeyboardInterrupt:
+
+def report(err: BaseException, verbose: bool) -> int:
+    """Print the one message for ``err``; return its exit code."""
+    kind = classify(err)
+    if kind.exit_code == ExitCode.SIGINT:
         print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - the CLI boundary
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
+        return int(kind.exit_code)
+    if kind.expected:
+        text = describe(err)
+    else:  # a bug: name the exception (and the step), traceback with -v
+        cause = err.__cause__ if isinstance(err, StepFailedError) and err.__cause__ else err
         where = f" in step {err.step!r}" if getattr(err, "step", None) else ""
-        print(f"error: unexpected {type(err).__name__}{where}: {err}"
-              + ("" if verbose else "\n  (run with -v for the traceback)"), file=sys.stderr)
-        return 1
+        text = f"unexpected {type(cause).__name__}{where}: {cause}"
+        if not verbose:
+            text += "\n  (run with -v for the traceback)"
+    if verbose and kind.category != "input":
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"error: {text}", file=sys.stderr)
+    return int(kind.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

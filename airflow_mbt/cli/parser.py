@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from airflow_mbt import __version__
+from airflow_mbt.constants import ExitCode
 
 DESCRIPTION = """\
 mbt - declarative tabular ML pipelines: pipelines/*.yaml -> target/<name>/manifest.json,
 run locally (mbt run), one step per process (mbt step execute) or as Airflow DAGs."""
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
   mbt init demo-project
   mbt validate
@@ -18,7 +19,8 @@ examples:
   mbt run --select training_churn_model_v1 --target dev --vars max_runtime_secs=60
   mbt deploy --target prod --dry-run
 
-exit codes: 0 ok, 1 a step or service failed, 2 bad input (YAML, profiles, arguments)."""
+exit codes (orchestrators retry only 1 and 143):
+{ExitCode.describe()}"""
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

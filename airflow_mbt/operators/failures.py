@@ -1,30 +1,33 @@
-"""Failure classification shared by the operators: input, data-contract and validation-criteria
-errors (``retryable = False``) fail the task without retries; everything else propagates and is
-retried by Airflow."""
+"""Failure handling of the operators, from the one classification table (``errors.classify``):
+a non-retryable failure (bad input, data contract, validation criteria, integrity, rejected
+credentials) becomes ``AirflowFailException`` so Airflow does not retry it; everything else
+propagates unchanged and is retried. Pods use the same table through their exit code
+(``errors.classify_exit_code``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from airflow_mbt.errors import MBTError
+from airflow_mbt.errors import NON_RETRYABLE_EXIT_CODES, classify, describe
 
-# Exit codes of `mbt step execute` for non-retryable errors (see airflow_mbt/cli/main.py).
-NON_RETRYABLE_EXIT_CODES = frozenset({2, 3})  # mbt: 2 bad input, 3 not fixable by a retry
+__all__ = ["NON_RETRYABLE_EXIT_CODES", "airflow_failures", "is_retryable"]
 
 
 def is_retryable(exc: BaseException) -> bool:
-    return not (isinstance(exc, MBTError) and not exc.retryable)
+    return classify(exc).retryable
 
 
 @contextmanager
-def airflow_failures():
-    """Re-raise non-retryable mbt errors as ``AirflowFailException`` (message kept, no secrets
+def airflow_failures() -> Iterator[None]:
+    """Re-raise non-retryable failures as ``AirflowFailException`` (the message kept, no secrets
     added); let every other exception through unchanged so Airflow retries it."""
     try:
         yield
-    except MBTError as exc:
-        if is_retryable(exc):
+    except Exception as exc:
+        kind = classify(exc)
+        if kind.retryable:
             raise
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise AirflowFailException(f"{type(exc).__name__} ({kind.category}): {describe(exc)}") from exc

@@ -15,8 +15,7 @@ from kubernetes.client import models as k8s
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-from airflow_mbt.errors import MBTInputError
-from airflow_mbt.operators.failures import NON_RETRYABLE_EXIT_CODES
+from airflow_mbt.errors import MBTInputError, classify_exit_code
 from airflow_mbt.operators.run_id import RUN_ID_TEMPLATE, RunIdTemplateMixin
 
 _CONN_ID = re.compile(r"[A-Za-z0-9_]+")
@@ -114,10 +113,11 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
 def pod_failure(exc: Exception, remote_pod, container: str, label: str) -> Exception:
     """The exception a failed pod should raise: ``AirflowFailException`` (no retry) when the step
     container exited with a non-retryable code, else ``exc`` itself."""
-    if exit_code(remote_pod, container) in NON_RETRYABLE_EXIT_CODES:
+    kind = classify_exit_code(exit_code(remote_pod, container))
+    if not kind.retryable:
         from airflow.sdk.exceptions import AirflowFailException
 
-        return AirflowFailException(f"mbt step {label} failed with a non-retryable error: {exc}")
+        return AirflowFailException(f"mbt step {label} failed with a non-retryable error ({kind.category}): {exc}")
     return exc
 
 

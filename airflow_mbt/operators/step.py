@@ -11,16 +11,11 @@ from airflow_mbt.operators.failures import airflow_failures
 from airflow_mbt.operators.run_id import XCOM_KEY, RunIdTemplateMixin, run_id_from_context
 
 
-def check_manifest_identity(manifest, pipeline: str, target: str) -> None:
+def check_manifest_identity(manifest: Any, pipeline: str, target: str) -> None:
     """The fetched manifest must be the pipeline/target the task was built for."""
-    from airflow_mbt.errors import MBTInputError
+    from airflow_mbt.runtime.invocation import check_identity
 
-    if manifest.name != pipeline:
-        raise MBTInputError(f"manifest is for pipeline {manifest.name!r}, task expects {pipeline!r}",
-                            field="pipeline")
-    if manifest.target_name != target:
-        raise MBTInputError(f"manifest was compiled for target {manifest.target_name!r}, task expects {target!r}",
-                            field="target", hint=f"recompile with `mbt compile {pipeline} --target {target}`")
+    check_identity(manifest, pipeline, target)
 
 
 class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
@@ -50,26 +45,24 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
 
         return Path(self.project_dir) if self.project_dir else project_dir()
 
-    def execute(self, context) -> dict:
-        from airflow_mbt.manifest_store import fetch_manifest
-        from airflow_mbt.runtime.context import TargetRuntime
-        from airflow_mbt.runtime.executor import execute_step
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_mbt.runtime.context import RunContext
+        from airflow_mbt.runtime.invocation import ManifestSource, invoke_from_source
 
         ti = context["ti"]
+        dag_run = context["dag_run"]
         with airflow_failures():
-            manifest = fetch_manifest(self.manifest_uri, conn_id=self.manifest_conn_id,
-                                      expected_hash=self.manifest_hash)
-            check_manifest_identity(manifest, self.pipeline, self.target)
             run_id = run_id_from_context(context)
+            run = RunContext(run_id=run_id, try_number=ti.try_number,
+                             logical_date=context.get("logical_date") or getattr(dag_run, "run_after", None),
+                             dag_id=getattr(dag_run, "dag_id", None), airflow_run_id=dag_run.run_id,
+                             run_type=str(getattr(dag_run, "run_type", "") or "") or None)
             self.log.info("mbt run id %s (DAG run %s), step %s.%s, try %s, manifest %s",
-                          run_id, context["dag_run"].run_id, self.pipeline, self.step, ti.try_number,
-                          self.manifest_hash)
+                          run_id, dag_run.run_id, self.pipeline, self.step, ti.try_number, self.manifest_hash)
             ti.xcom_push(key=XCOM_KEY, value=run_id)
-            runtime = TargetRuntime.from_manifest(manifest, self._project_dir())
-            try:
-                result = execute_step(manifest, self.step, run_id, runtime, try_number=ti.try_number)
-            finally:
-                runtime.close()
-        self.log.info("mbt step %s.%s %s in %.1fs", self.pipeline, self.step, result.get("status"),
-                      result.get("seconds") or 0.0)
-        return result
+            source = ManifestSource(self.manifest_uri, conn_id=self.manifest_conn_id,
+                                    expected_hash=self.manifest_hash)
+            _, result = invoke_from_source(source, pipeline=self.pipeline, target=self.target, step=self.step,
+                                           run=run, project_dir=self._project_dir())
+        self.log.info("mbt step %s.%s %s in %.1fs", self.pipeline, self.step, result.status, result.seconds)
+        return result.to_xcom()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from airflow_mbt.manifest import Manifest
+from airflow_mbt.constants import parse_criterion
+from airflow_mbt.manifest import Manifest, dotted_path
 from airflow_mbt.pipeline.cadence import to_schedule
 from airflow_mbt.pipeline.validation import ValidatedPipeline, validate_pipeline
 from airflow_mbt.project.profiles import ResolvedTarget
 from airflow_mbt.project.root import Project
-from airflow_mbt.steps.specs import STEPS_BY_KIND, dependencies
+from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
 
 
 def manifest_steps(kind: str, step_settings: dict) -> list[dict]:
@@ -23,6 +24,25 @@ def manifest_steps(kind: str, step_settings: dict) -> list[dict]:
              "depends_on": deps[s.name],
              "resources": {k: str(v) for k, v in ((step_settings.get(s.name) or {}).get("resources") or {}).items()}}
             for s in specs]
+
+
+def compiled_criteria(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``evaluation.validation_criteria`` strings (already checked by semantics) as
+    ``{"metric", "op", "threshold"}`` objects: execution never parses criteria text."""
+    items = ((config.get("training") or {}).get("evaluation") or {}).get("validation_criteria") or []
+    out = []
+    for text in items:
+        parsed = parse_criterion(text)
+        if parsed is not None:
+            metric, op, threshold = parsed
+            out.append({"metric": metric, "op": op, "threshold": threshold})
+    return out
+
+
+def source_positions(pipeline: ValidatedPipeline) -> dict[str, list[Any]]:
+    """Dotted field path -> ``[file, line, col]`` for every value of the pipeline document."""
+    return {dotted_path(path): [loc.file, loc.line, loc.col]
+            for path, loc in pipeline.doc.locs.items() if path}
 
 
 def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manifest:
@@ -46,6 +66,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
         "schedule": to_schedule(cfg["deployment"]["cadence"]),
         "target": target.section,
         "config": cfg,
+        "criteria": compiled_criteria(cfg),
+        "positions": source_positions(pipeline),
         "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {}),
     }
     return Manifest.build(body)

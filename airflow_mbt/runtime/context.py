@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from airflow_mbt.constants import PluginKind
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.manifest import SECRET_KEY, Manifest, ManifestStep, is_secret_ref
+from airflow_mbt.manifest import SECRET_KEY, Manifest, ManifestStep, TargetSpec, is_secret_ref, plain
 
 log = logging.getLogger("airflow_mbt")
 
@@ -44,29 +48,43 @@ def resolve_secrets(value: Any, provider: str = "env", where: str = "") -> Any:
 class TargetRuntime:
     """The manifest's target, made usable: plugin instances, connections, resolved secrets.
 
-    ``project_dir`` anchors relative paths (``./local_artifacts``, ``./sample_data``...).
+    ``project_dir`` anchors relative paths (``./local_artifacts``, ``./sample_data``...). A context
+    manager: leaving the block closes every plugin (frameworks, connections).
     """
 
-    target: dict
+    target: TargetSpec
     project_dir: Path
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, TargetSpec):  # a plain dict, as tests and tools build it
+            self.target = TargetSpec.from_json(dict(self.target))
+        self.project_dir = Path(self.project_dir)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, project_dir: Path | None = None) -> "TargetRuntime":
+    def from_manifest(cls, manifest: Manifest, project_dir: Path | None = None) -> TargetRuntime:
         return cls(target=manifest.target, project_dir=Path(project_dir or os.getcwd()).resolve())
+
+    def __enter__(self) -> TargetRuntime:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     @property
     def name(self) -> str:
-        return self.target["name"]
+        return self.target.name
 
     @property
     def secrets_provider(self) -> str:
-        return (self.target.get("secrets") or {}).get("provider", "env")
+        return self.target.secrets_provider
 
-    def section(self, key: str) -> dict:
+    def section(self, key: str) -> dict[str, Any]:
         """A target section (``storage``, ``data_connector``, ``mlflow``, ``h2o``, ...) with
         secrets resolved. Never log the result."""
-        return resolve_secrets(self.target.get(key) or {}, self.secrets_provider, key)
+        raw = self.target.raw.get(key) or {}
+        return resolve_secrets(plain(raw), self.secrets_provider, key)  # type: ignore[no-any-return]
 
     def path(self, value: str | os.PathLike) -> Path:
         p = Path(value)
@@ -78,7 +96,7 @@ class TargetRuntime:
 
         return get_connection(conn_id)
 
-    def _plugin(self, kind: str, section_key: str):
+    def _plugin(self, kind: PluginKind, section_key: str) -> Any:
         if section_key not in self._cache:
             from airflow_mbt.plugins import registry
 
@@ -90,18 +108,18 @@ class TargetRuntime:
             self._cache[section_key] = cls(sec.get("config") or {}, self)
         return self._cache[section_key]
 
-    def storage(self):
-        return self._plugin("storage", "storage")
+    def storage(self) -> Any:
+        return self._plugin(PluginKind.STORAGE, "storage")
 
-    def connector(self):
-        return self._plugin("data_connectors", "data_connector")
+    def connector(self) -> Any:
+        return self._plugin(PluginKind.DATA_CONNECTORS, "data_connector")
 
-    def framework(self, name: str):
+    def framework(self, name: str) -> Any:
         key = f"framework:{name}"
         if key not in self._cache:
             from airflow_mbt.plugins import registry
 
-            self._cache[key] = registry.get("frameworks", name)(self)
+            self._cache[key] = registry.get(PluginKind.FRAMEWORKS, name)(self)
         return self._cache[key]
 
     def close(self) -> None:
@@ -116,6 +134,19 @@ class TargetRuntime:
         self._cache.clear()
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Who runs this step and for what: the same fields under Airflow (from the task context)
+    and locally (from ``mbt run`` / ``mbt step execute`` arguments)."""
+
+    run_id: str
+    try_number: int = 1
+    logical_date: datetime | None = None
+    dag_id: str | None = None
+    airflow_run_id: str | None = None
+    run_type: str | None = None
+
+
 @dataclass
 class StepContext:
     """Everything one step execution needs."""
@@ -126,10 +157,11 @@ class StepContext:
     runtime: TargetRuntime
     work_dir: Path
     try_number: int = 1
+    run: RunContext | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("airflow_mbt.step"))
 
     @property
-    def config(self) -> dict:
+    def config(self) -> Mapping[str, Any]:
         """The compiled pipeline document (``training``, ``serving``, ``project``...)."""
         return self.manifest.config
 
@@ -137,17 +169,16 @@ class StepContext:
     def project_dir(self) -> Path:
         return self.runtime.project_dir
 
-    def connector(self):
+    def connector(self) -> Any:
         return self.runtime.connector()
 
-    def storage(self):
+    def storage(self) -> Any:
         return self.runtime.storage()
 
-    def framework(self, name: str | None = None):
-        name = name or self.config["training"]["model_training"]["framework"]
-        return self.runtime.framework(name)
+    def framework(self, name: str | None = None) -> Any:
+        return self.runtime.framework(name or self.manifest.pipeline.framework)
 
-    def table_writer(self, name: str):
+    def table_writer(self, name: str) -> Any:
         """A ``table_stream.TableWriter`` for the table output ``name``: write frames chunk by
         chunk and return the writer as the output value (the executor closes and stores it)."""
         from airflow_mbt.runtime.table_stream import TableWriter

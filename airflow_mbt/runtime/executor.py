@@ -1,11 +1,13 @@
-"""``execute_step``: the one way a step runs, whether from ``mbt run`` (in-process),
-``mbt step execute`` (one process per step) or ``MBTStepOperator``.
+"""``execute_step``: the one way a step body runs, under ``runtime.invocation`` (which ``mbt run``,
+``mbt step execute``, ``MBTStepOperator`` and the pod entry point all call).
 
-It fetches the step's declared inputs from the run's artifact registry (sha256 verified), calls
-``airflow_mbt.steps.<step>.run(ctx, inputs)`` in a fresh work directory, checks and stores the
-declared outputs at ``<run_id>/<step>/<artifact><ext>`` and records them in one conditional
-registry update. Re-running a step for the same run overwrites its outputs (idempotent retries).
-The caller owns ``runtime`` and closes it (``run_pipeline`` does so after the last step).
+It fetches the step's declared inputs from the run's artifact registry (sha256 verified), looks
+the step up in the ``StepSpec`` registry (``steps/specs.py``: ``spec.module`` defines
+``run(ctx, inputs)``), calls it in a fresh work directory, checks and stores the declared outputs
+at ``<run_id>/<step>/<artifact><ext>`` and records them in one conditional registry update.
+Re-running a step for the same run overwrites its outputs (idempotent retries). Exceptions from
+the step propagate unchanged: classifying them is the invocation path's job. The caller owns
+``runtime`` and closes it.
 """
 
 from __future__ import annotations
@@ -17,41 +19,45 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+from airflow_mbt.constants import StepStatus
 from airflow_mbt.errors import MBTError, MBTInputError
-from airflow_mbt.manifest import Manifest
+from airflow_mbt.manifest import Manifest, ManifestStep
 from airflow_mbt.runtime import artifacts
-from airflow_mbt.runtime.context import StepContext, TargetRuntime
+from airflow_mbt.runtime.context import RunContext, StepContext, TargetRuntime
 from airflow_mbt.runtime.registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import validate_run_id
+from airflow_mbt.runtime.run_results import StepResult
+from airflow_mbt.step_specs import step_spec
 
 log = logging.getLogger("airflow_mbt")
 
 STEP_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
-def step_module(step_name: str):
-    """Import ``airflow_mbt.steps.<step_name>`` (must define ``run(ctx, inputs)``)."""
-    module_name = f"airflow_mbt.steps.{step_name}"
+def step_module(step_name: str) -> ModuleType:
+    """The module implementing step ``step_name``, found through its ``StepSpec``."""
+    spec = step_spec(step_name)
+    if spec is None:
+        raise MBTError(f"no step named {step_name!r} is registered")
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
-        if exc.name != module_name:
+        if exc.name != spec.module:
             raise
-        raise MBTError(f"step module {module_name} is not installed") from None
+        raise MBTError(f"step module {spec.module} is not installed") from None
     if not callable(getattr(module, "run", None)):
-        raise MBTError(f"step module {module_name} has no run(ctx, inputs) function")
+        raise MBTError(f"step module {spec.module} has no run(ctx, inputs) function")
     return module
 
 
-def _producers(manifest: Manifest) -> dict[str, str]:
-    return {out: s.name for s in manifest.steps for out in s.output_names}
-
-
 def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: TargetRuntime, *,
-                 try_number: int = 1, work_dir: Path | str | None = None) -> dict:
-    """Run one step of one run; returns ``{"step", "name", "status", "seconds", "outputs", "run_id"}``
-    where ``outputs`` maps artifact names to URIs. Exceptions from the step propagate unchanged."""
+                 try_number: int = 1, work_dir: Path | str | None = None,
+                 run: RunContext | None = None) -> StepResult:
+    """Run one step of one run; ``StepResult.outputs`` maps artifact names to URIs. Exceptions
+    from the step propagate unchanged."""
     if not isinstance(step_name, str) or not STEP_NAME.fullmatch(step_name):
         raise MBTInputError(f"invalid step name {step_name!r}", field="--step")
     step = manifest.step(step_name)
@@ -67,28 +73,31 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
         storage = runtime.storage()
         registry = ArtifactRegistry(storage, run_id)
         registry.load()
-        producers = _producers(manifest)
+        producers = manifest.producers()
         found = {name: registry.lookup(name, producers.get(name)) for name in step.inputs}  # all, first
         inputs = {name: artifacts.fetch(storage, name, entry, scratch) for name, entry in found.items()}
         module = step_module(step.name)
         ctx = StepContext(manifest=manifest, step=step, run_id=run_id, runtime=runtime,
-                          work_dir=root, try_number=try_number)
+                          work_dir=root, try_number=try_number,
+                          run=run or RunContext(run_id=run_id, try_number=try_number))
         outputs = module.run(ctx, inputs)
         entries = _store_outputs(storage, run_id, step, outputs, scratch)
         registry.record(entries)
     except BaseException:
-        log.error("mbt step %s.%s run_id=%s failed after %.1fs", manifest.name, step.name, run_id,
-                  time.monotonic() - started)
+        # the invocation path prints the one message for this failure; this is only the timing
+        log.info("mbt step %s.%s run_id=%s failed after %.1fs", manifest.name, step.name, run_id,
+                 time.monotonic() - started)
         raise
     finally:
         shutil.rmtree(scratch if not own_dir else root, ignore_errors=True)
     seconds = round(time.monotonic() - started, 3)
     log.info("mbt step %s.%s run_id=%s ok in %.1fs", manifest.name, step.name, run_id, seconds)
-    return {"step": step.name, "name": step.name, "status": "success", "seconds": seconds,
-            "outputs": {name: e["uri"] for name, e in entries.items()}, "run_id": run_id}
+    return StepResult(name=step.name, status=StepStatus.SUCCESS, seconds=seconds, run_id=run_id,
+                      outputs={name: e["uri"] for name, e in entries.items()})
 
 
-def _store_outputs(storage, run_id: str, step, outputs, scratch: Path) -> dict[str, dict]:
+def _store_outputs(storage: Any, run_id: str, step: ManifestStep, outputs: Any,
+                   scratch: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(outputs, dict):
         raise MBTError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict of outputs")
     missing = [n for n in step.output_names if n not in outputs]

@@ -80,7 +80,7 @@ def log_training_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, pl
     from airflow_mbt.ml.scoring import read_meta
 
     project = ctx.config.get("project") or {}
-    experiment_name = (project.get("experiment_name") or ctx.manifest.pipeline.get("experiment_name")
+    experiment_name = (project.get("experiment_name") or ctx.manifest.pipeline.experiment_name
                        or ctx.runtime.section("mlflow").get("experiment_name") or ctx.manifest.name)
     meta = read_meta(model_dir)
     with store.session(ctx.runtime) as target:

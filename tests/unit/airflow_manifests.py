@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow_mbt.manifest import Manifest
-from airflow_mbt.steps.specs import STEPS_BY_KIND, dependencies
+from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
 
 SCHEDULES = {"training": "@monthly", "serving": "@daily"}
 

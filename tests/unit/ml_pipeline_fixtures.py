@@ -16,7 +16,7 @@ from airflow_mbt.runtime.executor import execute_step
 from airflow_mbt.runtime.registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import new_run_id
 from airflow_mbt.scaffold.sample_data import write_csvs
-from airflow_mbt.steps.specs import STEPS_BY_KIND, dependencies
+from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
 
 TRAINING = {
     "schema_version": 1,
@@ -70,7 +70,7 @@ def dev_target(**sections) -> dict:
     return target
 
 
-def make_manifest(config: dict, target: dict | None = None) -> Manifest:
+def make_manifest(config: dict, target: dict | None = None, positions: dict | None = None) -> Manifest:
     kind = "serving" if "serving" in config else "training"
     specs = STEPS_BY_KIND[kind]
     deps = dependencies(specs)
@@ -86,6 +86,7 @@ def make_manifest(config: dict, target: dict | None = None) -> Manifest:
         "schedule": "@monthly",
         "target": target or dev_target(),
         "config": config,
+        "positions": positions or {},
         "steps": steps,
     })
 

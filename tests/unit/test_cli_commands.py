@@ -127,24 +127,51 @@ def test_deploy_dry_run_and_publish(project, tmp_path):
     assert "update" in mbt("deploy", "--target", "prod", "--to", store, "--force", cwd=project, check_rc=0).stdout
 
 
-def test_unexpected_errors_need_verbose_for_a_traceback(project):
-    # a manifest that is valid JSON with a good hash but a broken step list: an unexpected error
-    from airflow_mbt.manifest import Manifest
+def test_tampered_manifest_is_an_input_error_naming_the_field(project):
+    # valid JSON with a good hash but a step without inputs/outputs: exit 2, no traceback
+    from airflow_mbt.manifest import canonical_json, compute_hash
 
-    path = project / "target" / "broken" / "manifest.json"
-    good = json.loads((project / "target" / TRAIN / "manifest.json").read_text()) \
-        if (project / "target" / TRAIN / "manifest.json").exists() else None
-    assert good is not None
+    mbt("compile", TRAIN, "--target", "dev", cwd=project, check_rc=0)
+    good = json.loads((project / "target" / TRAIN / "manifest.json").read_text())
     good["pipeline"]["name"] = "broken"
     good["steps"] = [{"name": "load_data"}]
-    Manifest.build({k: v for k, v in good.items() if k != "content_hash"}).write(path)
-    args = ["step", "execute", "--pipeline", "broken", "--step", "load_data", "--target", good["target"]["name"],
-            "--run-id", "run_20260101_000000_ef56"]
-    quiet = mbt(*args, cwd=project, check_rc=1)
-    assert "unexpected KeyError" in quiet.stderr and "Traceback" not in quiet.stderr and "-v" in quiet.stderr
-    loud = mbt("-v", *args, cwd=project, check_rc=1)
-    assert "Traceback" in loud.stderr
+    good["content_hash"] = compute_hash(good)  # re-hashed, as a tamperer would
+    (project / "target" / "broken").mkdir(parents=True, exist_ok=True)
+    (project / "target" / "broken" / "manifest.json").write_text(canonical_json(good))
+    proc = mbt("step", "execute", "--pipeline", "broken", "--step", "load_data", "--target", good["target"]["name"],
+               "--run-id", "run_20260101_000000_ef56", cwd=project, check_rc=2)
+    assert "steps[0]: step is missing inputs, outputs, depends_on" in proc.stderr and "hint:" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 2
 
+
+def test_unexpected_errors_need_verbose_for_a_traceback(project, monkeypatch, capsys):
+    # a bug inside a step (a KeyError from code, not from input): exit 1, traceback only with -v
+    import sys
+    import types
+
+    from airflow_mbt.cli.main import main
+
+    def broken(ctx, inputs):
+        return {}["no such key"]
+
+    module = types.ModuleType("airflow_mbt.steps.load_data")
+    module.run = broken
+    monkeypatch.setitem(sys.modules, "airflow_mbt.steps.load_data", module)
+    monkeypatch.chdir(project)
+    assert main(["compile", TRAIN, "--target", "dev"]) == 0
+    args = ["step", "execute", "--pipeline", TRAIN, "--step", "load_data", "--target", "dev",
+            "--run-id", "run_20260101_000000_ef56"]
+    assert main(args) == 1
+    quiet = capsys.readouterr().err
+    assert "unexpected KeyError in step 'load_data'" in quiet and "Traceback" not in quiet and "-v" in quiet
+    assert main(["-v", *args]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_help_lists_every_exit_code():
+    out = mbt("--help", check_rc=0).stdout
+    for code in (0, 1, 2, 3, 130, 143):
+        assert f"\n  {code:<4} " in out, code
 
 
 def test_run_input_failure_in_a_step_exits_2(tmp_path):

@@ -11,7 +11,7 @@ from airflow_mbt.pipeline.compiler import compile_pipeline
 from airflow_mbt.project.profiles import resolve_target
 from airflow_mbt.project.root import Project
 from airflow_mbt.scaffold.project_init import init_project
-from airflow_mbt.steps.specs import SERVING_STEPS, TRAINING_STEPS
+from airflow_mbt.step_specs import SERVING_STEPS, TRAINING_STEPS
 
 TRAIN = "training_churn_model_v1"
 SERVE = "serving_churn_model_v1"
@@ -35,23 +35,33 @@ def test_training_manifest_content(proj):
     assert m.kind == "training" and m.schedule == "@monthly" and m.target_name == "dev"
     assert [s.name for s in m.steps] == [s.name for s in TRAINING_STEPS]
     assert {s.name: s.depends_on for s in m.steps} == {
-        "load_data": [], "split_data": ["load_data"], "train_model": ["split_data"],
-        "evaluate": ["split_data", "train_model"], "log_run": ["train_model", "evaluate"]}
+        "load_data": (), "split_data": ("load_data",), "train_model": ("split_data",),
+        "evaluate": ("split_data", "train_model"), "log_run": ("train_model", "evaluate")}
     assert m.step("train_model").resources == {"cpu": "2", "memory": "4Gi"}
     assert m.step("evaluate").resources == {}
     assert m.step("train_model").output_kinds == {"model": "dir", "preprocessor": "json"}
     p = m.pipeline
-    assert (p["name"], p["framework"], p["problem_type"], p["experiment_name"], p["owner"]) == \
+    assert (p.name, p.framework, p.problem_type, p.experiment_name, p.owner) == \
         (TRAIN, "h2o_automl", "binary_classification", "churn_prediction", "ds-team")
-    assert p["source_file"] == f"pipelines/{TRAIN}.yaml"
-    assert p["source_yaml"] == (proj.root / "pipelines" / f"{TRAIN}.yaml").read_text()
+    assert p.source_file == f"pipelines/{TRAIN}.yaml"
+    assert p.source_yaml == (proj.root / "pipelines" / f"{TRAIN}.yaml").read_text()
     cfg = m.config
     assert cfg["training"]["model_training"]["config"]["max_runtime_secs"] == 300
     assert cfg["training"]["split"] == {"test_size": 0.2, "seed": 42, "stratify": True}
     assert cfg["training"]["schema"]["ignored_columns"] == []
     assert cfg["training"]["preprocessing"]["impute"] == {"numeric": "median", "categorical": "most_frequent"}
     assert cfg["training"]["data_source"] == {"label_table": "customers"}   # from the base pipeline
-    assert m.data["mbt_version"] and m.data["manifest_version"] == 1
+    assert m.data["mbt_version"] and m.data["schema_version"] == m.schema_version == 2
+    # criteria are compiled once; positions point every compiled field at its YAML line
+    from airflow_mbt.constants import parse_criterion
+    from airflow_mbt.manifest import Criterion
+
+    written = cfg["training"]["evaluation"]["validation_criteria"]
+    assert written and m.criteria == tuple(Criterion(*parse_criterion(t)) for t in written)
+    pos = m.position("training.model_training.config.max_runtime_secs")
+    assert pos is not None and pos.file.endswith(".yaml") and pos.line >= 1 and pos.col >= 1
+    text = (proj.root / pos.file).read_text().splitlines()[pos.line - 1]
+    assert "max_runtime_secs" in text
 
 
 def test_serving_manifest(proj):
@@ -105,6 +115,6 @@ def test_secrets_stay_references(proj):
     m = build(proj, target="prod", env={"PG_PASSWORD": "s3cr3t-value"})
     text = m.to_json()
     assert "s3cr3t-value" not in text
-    assert m.target["data_connector"]["config"]["password"] == {"$secret": "PG_PASSWORD"}
-    assert m.target["executor"]["type"] == "kubernetes"
-    assert m.target["manifests"] == {"uri": "s3://mbt-pipeline-artifacts/manifests/", "conn_id": "mbt_s3"}
+    assert m.target.data_connector.config["password"] == {"$secret": "PG_PASSWORD"}
+    assert m.target.executor.type == "kubernetes"
+    assert m.target.manifests == {"uri": "s3://mbt-pipeline-artifacts/manifests/", "conn_id": "mbt_s3"}

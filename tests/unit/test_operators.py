@@ -78,7 +78,7 @@ def test_mbt_run_id_is_available_in_templates():
 def test_manifest_identity_check():
     m = build_manifest("training_churn")
     check_manifest_identity(m, "training_churn", "dev")
-    with pytest.raises(MBTInputError, match="pipeline 'training_churn', task expects 'other'"):
+    with pytest.raises(MBTInputError, match="is for pipeline 'training_churn', not 'other'"):
         check_manifest_identity(m, "other", "dev")
     with pytest.raises(MBTInputError, match="compiled for target 'dev'") as err:
         check_manifest_identity(m, "training_churn", "prod")

@@ -21,7 +21,7 @@ from airflow_mbt.runtime.context import TargetRuntime
 from airflow_mbt.runtime.executor import execute_step
 from airflow_mbt.runtime.registry import ArtifactNotFoundError, ArtifactRegistry
 from airflow_mbt.runtime.runner import StepFailedError, run_pipeline
-from airflow_mbt.steps.specs import STEPS_BY_KIND, dependencies
+from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
 
 RUN = "run_20260101_000000_abcd"
 
@@ -101,8 +101,10 @@ def test_execute_step_stores_outputs_and_records_them(project, steps, caplog):
         result = execute_step(manifest, "load_data", RUN, rt, try_number=2)
     assert f"mbt step training_demo.load_data run_id={RUN} try=2 target=dev" in caplog.text
     expected = project / "local_artifacts" / RUN / "load_data" / "raw_data.parquet"
-    assert result["status"] == "success" and result["step"] == "load_data" and result["run_id"] == RUN
-    assert result["outputs"] == {"raw_data": str(expected)} and expected.is_file()
+    assert result.status == "success" and result.name == "load_data" and result.run_id == RUN
+    assert result.outputs == {"raw_data": str(expected)} and expected.is_file()
+    assert result.to_xcom() == {"step": "load_data", "name": "load_data", "status": "success",
+                                "seconds": result.seconds, "outputs": result.outputs, "run_id": RUN}
     assert pd.read_parquet(expected)["customer_id"].tolist() == [f"C{i}" for i in range(5)]
     entry = ArtifactRegistry(rt.storage(), RUN).lookup("raw_data")
     assert entry["key"] == f"{RUN}/load_data/raw_data.parquet" and entry["kind"] == "table"

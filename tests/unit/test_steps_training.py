@@ -137,12 +137,19 @@ def test_regression_rows_without_label_are_a_data_contract_error(project):
 def test_input_errors_point_at_the_pipeline_yaml_line(project):
     import yaml
 
+    from airflow_mbt.manifest import dotted_path
+    from airflow_mbt.pipeline.yaml_loader import load_yaml
+
     cfg = training_config(training={"model_training": {"config": {"model": "RandomForrest"}}})
     (project / "pipelines").mkdir()
     text = yaml.safe_dump(cfg, sort_keys=False)
-    (project / "pipelines" / "training_churn.yaml").write_text(text)
+    source = project / "pipelines" / "training_churn.yaml"
+    source.write_text(text)
+    doc = load_yaml(source, project)
+    positions = {dotted_path(p): [loc.file, loc.line, loc.col] for p, loc in doc.locs.items() if p}
+    source.unlink()  # execution reads positions from the manifest, never the YAML
     with pytest.raises(MBTInputError) as err:
-        run_steps(make_manifest(cfg), project, ["load_data", "split_data", "train_model"])
+        run_steps(make_manifest(cfg, positions=positions), project, ["load_data", "split_data", "train_model"])
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "RandomForrest" in t)
     assert (err.value.file, err.value.line) == ("pipelines/training_churn.yaml", line)
     assert str(err.value).startswith(f"pipelines/training_churn.yaml:{line}:")

@@ -1,24 +1,27 @@
-"""Declared shape of the built-in steps: names, typed inputs/outputs, and the two step graphs.
+"""The step registry: the built-in steps' names, typed inputs/outputs, implementing modules, and
+the two step graphs.
 
-Light on purpose: the compiler (manifest building) and the DAG factory read these at parse time.
-Artifact kinds: ``table`` (pandas DataFrame <-> Parquet), ``table_stream`` (one Parquet file
-written and read chunk by chunk: ``runtime/table_stream.py``; the serving chain), ``json``
-(dict <-> JSON), ``dir`` (a local directory <-> tar archive; used for models and plots).
+At the bottom of the import graph (it imports only ``constants``) so that the compiler, the DAG
+factory and the runtime can all read it without importing any step. The runtime finds a step's
+code through ``step_spec(name).module`` (a module defining ``run(ctx, inputs) -> outputs``).
+Artifact kinds: see ``constants.ArtifactKind``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-TABLE, TABLE_STREAM, JSON, DIR = "table", "table_stream", "json", "dir"
-ARTIFACT_KINDS = (TABLE, TABLE_STREAM, JSON, DIR)
+from airflow_mbt.constants import ArtifactKind, PipelineKind
+
+TABLE, TABLE_STREAM, JSON, DIR = ArtifactKind.TABLE, ArtifactKind.TABLE_STREAM, ArtifactKind.JSON, ArtifactKind.DIR
+ARTIFACT_KINDS = tuple(ArtifactKind)
 
 
 @dataclass(frozen=True)
 class StepSpec:
     name: str
     inputs: tuple[str, ...] = ()
-    outputs: tuple[tuple[str, str], ...] = ()  # (artifact name, kind)
+    outputs: tuple[tuple[str, ArtifactKind], ...] = ()  # (artifact name, kind)
     module: str = ""  # dotted module implementing ``run(ctx, inputs) -> outputs``
     description: str = ""
 
@@ -27,7 +30,7 @@ class StepSpec:
         return tuple(n for n, _ in self.outputs)
 
 
-def _s(name, inputs, outputs, description):
+def _s(name: str, inputs: list[str], outputs: list[tuple[str, ArtifactKind]], description: str) -> StepSpec:
     return StepSpec(name=name, inputs=tuple(inputs), outputs=tuple(outputs),
                     module=f"airflow_mbt.steps.{name}", description=description)
 
@@ -54,13 +57,20 @@ SERVING_STEPS: tuple[StepSpec, ...] = (
     _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
 )
 
-STEPS_BY_KIND = {"training": TRAINING_STEPS, "serving": SERVING_STEPS}
+STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
+                                                  PipelineKind.SERVING: SERVING_STEPS}
 ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS)
+REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS}
+
+
+def step_spec(name: str) -> StepSpec | None:
+    """The registered spec of step ``name`` (``None`` when there is none)."""
+    return REGISTRY.get(name)
 
 
 def dependencies(steps: tuple[StepSpec, ...]) -> dict[str, list[str]]:
     """step name -> names of the steps producing its inputs (in graph order)."""
-    producer = {}
+    producer: dict[str, str] = {}
     for s in steps:
         for out in s.output_names:
             producer[out] = s.name
