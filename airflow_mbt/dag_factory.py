@@ -50,7 +50,7 @@ def doc_md(manifest: Manifest) -> str:
 
 
 def executor_type(manifest: Manifest) -> str:
-    from airflow_mbt.airflow_config import setting
+    from airflow_mbt.settings import setting
 
     return manifest.target.executor.type or setting("default_executor") or ExecutorType.LOCAL
 
@@ -97,7 +97,7 @@ def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict
     ``MBT_MANIFESTS_URI``). A broken manifest is logged with its location and reason and skipped."""
     from airflow.sdk import get_parsing_context
 
-    from airflow_mbt.airflow_config import setting
+    from airflow_mbt.settings import setting
     from airflow_mbt.manifest_cache import load_manifests
 
     started = time.perf_counter()

@@ -34,7 +34,7 @@ def s3_client(conn_id: str):
     import boto3
     from botocore.config import Config
 
-    from airflow_mbt.project.connections import get_connection
+    from airflow_mbt.connections import get_connection
 
     conn = get_connection(conn_id)
     extra = conn.extra_dejson
@@ -176,7 +176,7 @@ def backend_for(uri: str, conn_id: str | None = None):
         raise MBTInputError("no manifests location configured", field="manifests_uri",
                             hint="set [mbt] manifests_uri or env MBT_MANIFESTS_URI")
     if uri.startswith("s3://"):
-        from airflow_mbt.airflow_config import setting
+        from airflow_mbt.settings import setting
 
         return S3Backend(uri, conn_id or setting("manifests_conn_id"))
     if "://" in uri and not uri.startswith("file://"):

@@ -152,7 +152,7 @@ def load_manifests(uri: str | None = None, *, conn_id: str | None = None, cache_
                    ttl: float | None = None, only: str | None = None) -> LoadResult:
     """All current manifests under ``uri`` (default ``[mbt] manifests_uri``); ``only`` restricts
     the work to one pipeline (task-time parse)."""
-    from airflow_mbt import airflow_config
+    from airflow_mbt import settings as airflow_config
 
     uri = uri or airflow_config.setting("manifests_uri")
     backend = backend_for(uri, conn_id)

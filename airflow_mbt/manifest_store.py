@@ -119,7 +119,7 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _pinned_cache_path(content_hash: str) -> Path:
-    from airflow_mbt.airflow_config import cache_dir
+    from airflow_mbt.settings import cache_dir
 
     return cache_dir() / "pinned" / f"{hash_hex(content_hash)}.json"
 

@@ -86,7 +86,7 @@ def bench_dir(tmp: Path) -> None:
 def _writer(base: str, tag: str, count: int, blind: bool, barrier) -> None:
     from airflow_mbt.plugins.storage.local import LocalStorage
     from airflow_mbt.runtime import files
-    from airflow_mbt.runtime.registry import ArtifactRegistry
+    from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 
     storage = LocalStorage({"base_path": base})
     if blind:  # baseline: read-merge-write without the compare-and-swap
@@ -99,7 +99,7 @@ def _writer(base: str, tag: str, count: int, blind: bool, barrier) -> None:
 
 def bench_registry(tmp: Path, procs: int = 4, count: int = 50) -> None:
     from airflow_mbt.plugins.storage.local import LocalStorage
-    from airflow_mbt.runtime.registry import ArtifactRegistry
+    from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 
     ctx = multiprocessing.get_context("fork")
     for blind in (False, True):

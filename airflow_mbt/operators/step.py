@@ -41,7 +41,7 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
         self.manifest_conn_id = manifest_conn_id
 
     def _project_dir(self) -> Path | None:
-        from airflow_mbt.airflow_config import project_dir
+        from airflow_mbt.settings import project_dir
 
         return Path(self.project_dir) if self.project_dir else project_dir()
 

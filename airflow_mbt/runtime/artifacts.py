@@ -1,6 +1,6 @@
 """Artifact (de)serialization by kind and transfer through a ``Storage``.
 
-Kinds (``steps/specs.py``): ``table`` (pandas DataFrame <-> Parquet, dtypes preserved through
+Kinds (``step_specs.py``): ``table`` (pandas DataFrame <-> Parquet, dtypes preserved through
 the pandas metadata, never pickle), ``table_stream`` (the same Parquet format, handed to steps as a
 ``table_stream.StreamedTable`` read chunk by chunk; a step may produce it - or a ``table`` - as a
 ``TableWriter`` from ``ctx.table_writer``, an iterable of frames, or a DataFrame), ``json`` (dict <-> canonical JSON), ``dir`` (a directory <->

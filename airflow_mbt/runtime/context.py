@@ -92,7 +92,7 @@ class TargetRuntime:
 
     def connection(self, conn_id: str):
         """An Airflow ``Connection`` by id (works from ``AIRFLOW_CONN_<ID>`` without a DB)."""
-        from airflow_mbt.project.connections import get_connection
+        from airflow_mbt.connections import get_connection
 
         return get_connection(conn_id)
 

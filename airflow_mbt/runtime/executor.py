@@ -2,7 +2,7 @@
 ``mbt step execute``, ``MBTStepOperator`` and the pod entry point all call).
 
 It fetches the step's declared inputs from the run's artifact registry (sha256 verified), looks
-the step up in the ``StepSpec`` registry (``steps/specs.py``: ``spec.module`` defines
+the step up in the ``StepSpec`` registry (``step_specs.py``: ``spec.module`` defines
 ``run(ctx, inputs)``), calls it in a fresh work directory, checks and stores the declared outputs
 at ``<run_id>/<step>/<artifact><ext>`` and records them in one conditional registry update.
 Re-running a step for the same run overwrites its outputs (idempotent retries). Exceptions from
@@ -27,7 +27,7 @@ from airflow_mbt.errors import MBTError, MBTInputError
 from airflow_mbt.manifest import Manifest, ManifestStep
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.context import RunContext, StepContext, TargetRuntime
-from airflow_mbt.runtime.registry import ArtifactRegistry
+from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import validate_run_id
 from airflow_mbt.runtime.run_results import StepResult
 from airflow_mbt.step_specs import step_spec

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_mbt.plugins.storage.s3 import S3Storage
 from airflow_mbt.runtime import artifacts
-from airflow_mbt.runtime.registry import ArtifactRegistry
+from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_mbt.errors import AuthenticationError, RegistryConflictError
 from airflow_mbt.plugins.storage.s3 import S3Storage
-from airflow_mbt.runtime.registry import ArtifactRegistry
+from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 
 pytestmark = pytest.mark.services
 

@@ -13,7 +13,7 @@ from airflow_mbt.manifest import Manifest
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.context import TargetRuntime
 from airflow_mbt.runtime.executor import execute_step
-from airflow_mbt.runtime.registry import ArtifactRegistry
+from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import new_run_id
 from airflow_mbt.scaffold.sample_data import write_csvs
 from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_mbt.errors import MBTError, MBTInputError, RegistryConflictError
 from airflow_mbt.plugins.storage.local import LocalStorage
-from airflow_mbt.runtime.registry import ArtifactNotFoundError, ArtifactRegistry
+from airflow_mbt.runtime.artifact_registry import ArtifactNotFoundError, ArtifactRegistry
 
 
 def _entry(name, step="s"):

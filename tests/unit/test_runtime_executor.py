@@ -19,7 +19,7 @@ from airflow_mbt.manifest import Manifest
 from airflow_mbt.runtime.artifacts import ArtifactError
 from airflow_mbt.runtime.context import TargetRuntime
 from airflow_mbt.runtime.executor import execute_step
-from airflow_mbt.runtime.registry import ArtifactNotFoundError, ArtifactRegistry
+from airflow_mbt.runtime.artifact_registry import ArtifactNotFoundError, ArtifactRegistry
 from airflow_mbt.runtime.runner import StepFailedError, run_pipeline
 from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
 

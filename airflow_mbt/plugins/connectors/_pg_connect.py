@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from airflow_mbt.errors import AuthenticationError, InfraError, MBTInputError
-from airflow_mbt.project.connections import get_connection
+from airflow_mbt.connections import get_connection
 
 # libpq keywords an Airflow connection's extra may carry through to psycopg
 PASSTHROUGH_EXTRA = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout",

@@ -18,7 +18,7 @@ from pathlib import Path
 from airflow_mbt.errors import (AuthenticationError, InfraError, MBTInputError,
                                 RegistryConflictError)
 from airflow_mbt.plugins.base import Storage
-from airflow_mbt.project.connections import get_connection
+from airflow_mbt.connections import get_connection
 
 MULTIPART_BYTES = 16 * 1024 * 1024
 AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
