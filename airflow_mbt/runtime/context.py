@@ -137,14 +137,39 @@ class TargetRuntime:
 @dataclass(frozen=True)
 class RunContext:
     """Who runs this step and for what: the same fields under Airflow (from the task context)
-    and locally (from ``mbt run`` / ``mbt step execute`` arguments)."""
+    and locally (from ``mbt run`` / ``mbt step execute`` arguments). Datetimes are UTC-aware.
+
+    ``interval_start``/``interval_end`` is the data interval the run covers (Airflow's data
+    interval, or the cadence period ending at the logical date). ``template_values()`` is what
+    ``{{ ds }}``, ``{{ logical_date }}``, ``{{ interval_start }}`` and ``{{ interval_end }}`` in a
+    data source render to (as bind parameters, never SQL text)."""
 
     run_id: str
     try_number: int = 1
     logical_date: datetime | None = None
+    interval_start: datetime | None = None
+    interval_end: datetime | None = None
     dag_id: str | None = None
     airflow_run_id: str | None = None
     run_type: str | None = None
+
+    @property
+    def ds(self) -> str | None:
+        """The logical date as ``YYYY-MM-DD`` (Airflow's ``ds``)."""
+        return self.logical_date.date().isoformat() if self.logical_date else None
+
+    def template_values(self) -> dict[str, Any]:
+        return {"ds": self.ds, "logical_date": self.logical_date, "interval_start": self.interval_start,
+                "interval_end": self.interval_end}
+
+    def to_json(self) -> dict[str, Any]:
+        """For run_results.json and MLflow tags (ISO 8601 strings)."""
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {"run_id": self.run_id, "try_number": self.try_number, "logical_date": iso(self.logical_date),
+                "ds": self.ds, "interval_start": iso(self.interval_start), "interval_end": iso(self.interval_end),
+                "dag_id": self.dag_id, "airflow_run_id": self.airflow_run_id, "run_type": self.run_type}
 
 
 @dataclass
