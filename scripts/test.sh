@@ -29,6 +29,11 @@ for tier in "${tiers[@]}"; do
   start=$(date +%s)
   echo "================ tier: $tier ================"
   case "$tier" in
+    unit)
+      # hygiene first: lint (incl. the TID253 heavy-import ban) and strict typing of the core layers
+      echo "---- ruff check"; "$ROOT/.venv/bin/ruff" check . || rc=1
+      echo "---- mypy --strict (pyproject [tool.mypy] files)"; "$ROOT/.venv/bin/mypy" || rc=1
+      ;;
     integration) need_stack || { rc=1; continue; } ;;
     e2e) need_airflow || { rc=1; continue; } ;;
   esac
