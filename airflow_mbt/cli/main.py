@@ -26,8 +26,11 @@ COMMANDS = {
 def _setup_logging(verbose: bool) -> None:
     import logging
 
+    from airflow_mbt.redaction import install_log_filter
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,11 +68,13 @@ def report(err: BaseException, verbose: bool) -> int:
         text = f"unexpected {type(cause).__name__}{where}: {cause}"
         if not verbose:
             text += "\n  (run with -v for the traceback)"
+    from airflow_mbt.redaction import redact
+
     if verbose and kind.category != "input":
         import traceback
 
-        traceback.print_exception(err, file=sys.stderr)
-    print(f"error: {text}", file=sys.stderr)
+        print(redact("".join(traceback.format_exception(err))), file=sys.stderr, end="")
+    print(redact(f"error: {text}"), file=sys.stderr)
     return int(kind.exit_code)
 
 

@@ -64,5 +64,8 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
                                     expected_hash=self.manifest_hash)
             _, result = invoke_from_source(source, pipeline=self.pipeline, target=self.target, step=self.step,
                                            run=run, project_dir=self._project_dir())
+        from airflow_mbt.redaction import redact_obj
+
         self.log.info("mbt step %s.%s %s in %.1fs", self.pipeline, self.step, result.status, result.seconds)
-        return result.to_xcom()
+        xcom: dict[str, Any] = redact_obj(result.to_xcom())
+        return xcom

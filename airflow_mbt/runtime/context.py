@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from airflow_mbt import redaction
 from airflow_mbt.constants import PluginKind
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.manifest import SECRET_KEY, Manifest, ManifestStep, TargetSpec, is_secret_ref, plain
@@ -36,7 +37,9 @@ def resolve_secrets(value: Any, provider: str = "env", where: str = "") -> Any:
         if name not in os.environ:
             raise MBTInputError(f"secret {name!r} is not set", field=where or None,
                                 hint=f"export {name}=... in the environment of the step")
-        return os.environ[name]
+        secret = os.environ[name]
+        redaction.register(secret, name)  # masked in every message, log, result and MLflow value
+        return secret
     if isinstance(value, dict):
         return {k: resolve_secrets(v, provider, f"{where}.{k}" if where else k) for k, v in value.items()}
     if isinstance(value, list):

@@ -93,7 +93,10 @@ class RunResults:
 
 
 def write(path: Path, results: dict[str, Any]) -> Path:
-    text = json.dumps(results, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """Write the results atomically, every registered secret redacted."""
+    from airflow_mbt.redaction import redact_obj
+
+    text = json.dumps(redact_obj(results), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     atomic_write_bytes(Path(path), text.encode("utf-8"))
     return Path(path)
 

@@ -116,11 +116,14 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
             "framework": meta["framework"], "problem_type": meta["problem_type"]}
     if project.get("tags"):
         tags["project_tags"] = ",".join(map(str, project["tags"]))
+    from airflow_mbt.redaction import redact, redact_obj
+
+    tags = redact_obj(tags)  # no secret value reaches MLflow, whatever config it was used in
     run_id = client.create_run(experiment_id, run_name=f"{manifest.name}-{ctx.run_id}", tags=tags).info.run_id
     try:
         params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
                   **flatten(meta.get("framework_config") or {})}
-        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
+        client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in params.items()],
                          tags=[RunTag("primary_metric", str(metrics.get("primary_metric", "")))])
         if plots_dir is not None and any(Path(plots_dir).iterdir()):
             client.log_artifacts(run_id, str(plots_dir), "plots")
