@@ -93,7 +93,7 @@ def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict
     from airflow.sdk import get_parsing_context
 
     from airflow_mbt.airflow_config import setting
-    from airflow_mbt.manifest_cache import load_manifests
+    from airflow_mbt.manifests import load_manifests
 
     started = time.perf_counter()
     only = get_parsing_context().dag_id

@@ -105,7 +105,7 @@ def _load_manifest(args, project):
     from airflow_mbt.manifest import Manifest
 
     if args.manifest and "://" in args.manifest:
-        from airflow_mbt.manifest_store import fetch_manifest
+        from airflow_mbt.manifests import fetch_manifest
 
         return fetch_manifest(args.manifest, conn_id=args.manifest_conn_id, expected_hash=args.manifest_hash)
     if args.manifest:

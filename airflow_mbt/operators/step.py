@@ -51,7 +51,7 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
         return Path(self.project_dir) if self.project_dir else project_dir()
 
     def execute(self, context) -> dict:
-        from airflow_mbt.manifest_store import fetch_manifest
+        from airflow_mbt.manifests import fetch_manifest
         from airflow_mbt.runtime.context import TargetRuntime
         from airflow_mbt.runtime.executor import execute_step
 
