@@ -97,8 +97,8 @@ def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict
     ``MBT_MANIFESTS_URI``). A broken manifest is logged with its location and reason and skipped."""
     from airflow.sdk import get_parsing_context
 
+    from airflow_mbt.manifests import load_manifests
     from airflow_mbt.settings import setting
-    from airflow_mbt.manifest_cache import load_manifests
 
     started = time.perf_counter()
     only = get_parsing_context().dag_id

@@ -7,11 +7,16 @@
   ``airflow.sdk`` is imported before the clock starts, as in Airflow's DAG processor;
 * task-time parse (``_AIRFLOW_PARSING_CONTEXT_DAG_ID`` set, which ``get_parsing_context`` reads)
   as a share of a full parse;
+* dag-factory 1.1.0 building the same DAGs (same operator, arguments and dependencies) from one
+  YAML file per DAG, in its own venv (``_bench_venv``: created once under ``.stack/bench-venvs/``
+  with our apache-airflow version, reused afterwards; ``--no-dag-factory`` skips it);
 * with ``--s3``: the same manifests published to a fresh prefix of the stack's S3; S3 requests
   of a first parse, of a parse after the TTL with nothing changed, and within the TTL (counted
-  with a botocore event hook).
+  by wrapping botocore's ``BaseClient._make_api_call``, so clients of any session count).
 
-Run: .venv/bin/python benchmarks/parse.py [--count 200] [--repeat 5] [--s3]
+Targets: loader/static <= 1.3x, dag-factory/loader >= 3x, task-time build <= 5% of a full one.
+
+Run: .venv/bin/python benchmarks/parse.py [--count 200] [--repeat 5] [--s3] [--no-dag-factory]
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ import json, os, sys, time
 import airflow.sdk  # already loaded in Airflow's DAG processor
 counts = {}
 if os.environ.get("BENCH_COUNT_S3"):
-    import boto3
-    boto3.setup_default_session()
-    def _count(event_name, **kwargs):
-        op = event_name.rsplit(".", 1)[-1]
-        counts[op] = counts.get(op, 0) + 1
-    boto3.DEFAULT_SESSION.events.register("before-call.s3", _count)
+    from botocore.client import BaseClient
+    _real = BaseClient._make_api_call
+    def _count(self, operation_name, api_params):
+        counts[operation_name] = counts.get(operation_name, 0) + 1
+        return _real(self, operation_name, api_params)
+    BaseClient._make_api_call = _count
 from airflow.dag_processing.dagbag import DagBag
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
@@ -110,11 +115,49 @@ def write_static_dag_file(path: Path, manifests, root: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def parse(dag_file: Path, env: dict, repeat: int) -> list[dict]:
+DAG_FACTORY = "dag-factory==1.1.0"
+
+
+def write_dag_factory_files(folder: Path, manifests, root: Path) -> Path:
+    """The same DAGs for dag-factory: one YAML file per DAG (operator, arguments, dependencies
+    and DAG settings as in the static file), and the DAG file that loads the folder."""
+    import yaml
+
+    folder.mkdir(parents=True)
+    for m in manifests:
+        tasks = [{"task_id": s.name, "operator": "airflow_mbt.operators.step.MBTStepOperator",
+                  "pipeline": m.name, "step": s.name, "manifest_uri": str(root / m.name / "manifest.json"),
+                  "manifest_hash": m.content_hash, "target": m.target_name,
+                  **({"dependencies": list(s.depends_on)} if s.depends_on else {})} for s in m.steps]
+        doc = {m.name: {"default_args": {"owner": "de-team", "retries": 2, "retry_delay_sec": 300,
+                                         "start_date": "2024-01-01"},
+                        "schedule": m.schedule, "catchup": False, "max_active_runs": 1,
+                        "tags": sorted({*m.pipeline.get("tags", []), m.kind, "mbt"}), "tasks": tasks}}
+        (folder / f"{m.name}.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    dag_file = folder.parent / "dag_factory_dags.py"
+    dag_file.write_text('"""airflow DAGs built by dag-factory from YAML (benchmark comparison)."""\n'
+                        "from dagfactory import load_yaml_dags\n\n"
+                        f"load_yaml_dags(globals_dict=globals(), dags_folder={str(folder)!r}, "
+                        f"defaults_config_path={str(folder)!r})\n")
+    return dag_file
+
+
+def dag_factory_python() -> Path:
+    """Python of the cached dag-factory venv (installed on first use, with our airflow version)."""
+    import airflow
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _bench_venv import bench_venv
+
+    return bench_venv(f"{DAG_FACTORY.replace('==', '-')}-airflow-{airflow.__version__}",
+                      [DAG_FACTORY, f"apache-airflow=={airflow.__version__}"])
+
+
+def parse(dag_file: Path, env: dict, repeat: int, python: Path | None = None) -> list[dict]:
     results = []
     for _ in range(repeat):
-        proc = subprocess.run([sys.executable, "-c", PROBE, str(dag_file)], env=env, capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run([str(python or sys.executable), "-c", PROBE, str(dag_file)], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
             raise SystemExit(f"parse of {dag_file} failed:\n{proc.stderr[-3000:]}")
@@ -129,7 +172,7 @@ def median(results: list[dict], key=lambda r: r["seconds"]) -> float:
 def s3_requests(manifests, env: dict) -> None:
     import uuid
 
-    from airflow_mbt.manifest_store import publish_manifests
+    from airflow_mbt.manifests import publish_manifests
 
     prefix = f"s3://mbt-pipeline-artifacts/bench-parse/{uuid.uuid4().hex[:10]}/"
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
@@ -138,11 +181,9 @@ def s3_requests(manifests, env: dict) -> None:
     first = parse(LOADER, {**s3_env, "MBT_CACHE_TTL_SECONDS": "0"}, 1)[0]
     after_ttl = parse(LOADER, {**s3_env, "MBT_CACHE_TTL_SECONDS": "0"}, 1)[0]
     within = parse(LOADER, {**s3_env, "MBT_CACHE_TTL_SECONDS": "3600"}, 1)[0]
-    from airflow_mbt.manifest_backends import S3Backend
+    from airflow_mbt.manifests.backends import s3_location
 
-    backend = S3Backend(prefix, "mbt_s3")
-    for key in backend.list():
-        backend.client.delete_object(Bucket=backend.bucket, Key=backend.prefix + key)
+    s3_location(prefix, "mbt_s3").storage.delete_prefix("")
     print(f"S3 ({prefix}, removed afterwards):")
     for label, r in (("first parse (empty cache)", first), ("parse after TTL, nothing changed", after_ttl),
                      ("parse within TTL", within)):
@@ -155,7 +196,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--s3", action="store_true", help="also count S3 requests (needs scripts/stack.sh up)")
+    ap.add_argument("--no-dag-factory", action="store_true", help="skip the dag-factory comparison")
     args = ap.parse_args()
+    df_python = None if args.no_dag_factory else dag_factory_python()
     with tempfile.TemporaryDirectory(prefix="mbt-bench-parse-") as tmp:
         work = Path(tmp)
         manifests = write_manifests(work / "manifests", compiled_templates(work), args.count)
@@ -170,6 +213,15 @@ def main() -> None:
         task_time = parse(LOADER, {**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": one}, args.repeat)
         assert loader[0]["dags"] == baseline[0]["dags"] == args.count and loader[0]["errors"] == 0
         assert loader[0]["tasks"] == baseline[0]["tasks"] and task_time[0]["dags"] == 1
+        yaml_dags = None
+        if df_python is not None:
+            df_file = write_dag_factory_files(work / "dag_factory_yaml", manifests, work / "manifests")
+            # PYTHONPATH: the YAML names our operator; no telemetry from a benchmark
+            df_env = {**env, "PYTHONPATH": str(REPO), "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+                      "DO_NOT_TRACK": "1", "SCARF_NO_ANALYTICS": "true"}
+            yaml_dags = parse(df_file, df_env, args.repeat, df_python)
+            assert yaml_dags[0]["dags"] == args.count and yaml_dags[0]["errors"] == 0, yaml_dags[0]
+            assert yaml_dags[0]["tasks"] == loader[0]["tasks"]
         full, static_s, single = median(loader), median(baseline), median(task_time)
         full_mbt = median(loader, lambda r: r["mbt"]["seconds"])
         single_mbt = median(task_time, lambda r: r["mbt"]["seconds"])
@@ -177,12 +229,16 @@ def main() -> None:
               f"(airflow.sdk pre-imported)")
         print(f"  loader file parse           {full:7.3f}s   (build_dags itself {full_mbt:.3f}s)")
         print(f"  static DAG file parse       {static_s:7.3f}s")
-        print(f"  ratio loader/static         {full / static_s:7.2f}x   (target <= 1.5x)")
+        print(f"  ratio loader/static         {full / static_s:7.2f}x   (target <= 1.3x)")
+        if yaml_dags is not None:
+            yaml_s = median(yaml_dags)
+            print(f"  dag-factory YAML parse      {yaml_s:7.3f}s   ({DAG_FACTORY}, same DAGs, one YAML file each)")
+            print(f"  ratio dag-factory/loader    {yaml_s / full:7.2f}x   (target >= 3x)")
         print(f"  task-time parse ({one}) {single:7.3f}s = {100 * single / full:.1f}% of a full parse; "
               f"build_dags {single_mbt:.4f}s = {100 * single_mbt / full_mbt:.1f}% of a full build_dags "
               f"(target <= 5%)")
         if args.s3:
-            from airflow_mbt.manifest_backends import s3_client  # noqa: F401 - fail early without boto3
+            import boto3  # noqa: F401 - fail early without boto3
 
             s3_requests(manifests, {**env, **{k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CONN_")}})
 

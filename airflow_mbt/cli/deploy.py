@@ -45,7 +45,7 @@ def cmd_deploy(args) -> int:
         raise MBTInputError(f"target {args.target!r} has no manifests.uri", field="manifests.uri",
                             hint="add `manifests: {uri: s3://bucket/manifests/, conn_id: ...}` to the target "
                                  "or pass --to URI")
-    from airflow_mbt.manifest_store import publish_manifests
+    from airflow_mbt.manifests import publish_manifests
 
     changes = publish_manifests(manifests, dest, conn_id=conn_id, force=args.force, dry_run=args.dry_run)
     refused = 0

@@ -81,6 +81,11 @@ class Storage(ABC):
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (recursive), sorted."""
 
+    def list_versions(self, prefix: str) -> dict[str, str | None]:
+        """Keys under ``prefix`` -> the version ``read_versioned`` would report, or ``None`` where a
+        listing cannot tell it cheaply (a reader then compares by reading). One LIST on S3."""
+        return dict.fromkeys(self.list(prefix))
+
     @abstractmethod
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """Return ``(data, version)``; ``(None, None)`` when the key does not exist."""

@@ -51,7 +51,7 @@ class ManifestSource:
 def load_manifest(source: ManifestSource) -> Manifest:
     """Fetch (URI) or read (path) and verify the manifest; a hash mismatch is an input error."""
     if "://" in source.location:
-        from airflow_mbt.manifest_store import fetch_manifest
+        from airflow_mbt.manifests import fetch_manifest
 
         return fetch_manifest(source.location, conn_id=source.conn_id, expected_hash=source.expected_hash)
     manifest = Manifest.read(Path(source.location))

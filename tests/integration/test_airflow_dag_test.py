@@ -147,7 +147,7 @@ def _connections(env: dict, *conn_ids: str):
 
 def _compile_and_publish(project: Path, env: dict, name: str, target: str, prefix: str, *vars_: str):
     from airflow_mbt.manifest import Manifest
-    from airflow_mbt.manifest_store import publish_manifests
+    from airflow_mbt.manifests import publish_manifests
 
     args = [str(BIN / "mbt"), "compile", name, "--target", target]
     for v in vars_:
@@ -196,12 +196,10 @@ def _dag_test(env: dict, prefix: str, project: Path, dag_id: str) -> dict:
 
 
 def _delete_prefix(prefix: str, env: dict) -> None:
-    from airflow_mbt.manifest_backends import S3Backend
+    from airflow_mbt.manifests.backends import s3_location
 
     with _connections(env, "mbt_s3"):
-        backend = S3Backend(prefix, "mbt_s3")
-        for key in backend.list():
-            backend.client.delete_object(Bucket=backend.bucket, Key=backend.prefix + key)
+        s3_location(prefix, "mbt_s3").storage.delete_prefix("")
 
 
 @pytest.fixture(scope="module")

@@ -42,25 +42,27 @@ def s3(stack_conn, monkeypatch, tmp_path):
 
 
 def _delete_prefix(prefix: str, conn: str, monkeypatch) -> None:
-    from airflow_mbt.manifest_backends import S3Backend
+    from airflow_mbt.manifests.backends import s3_location
 
     monkeypatch.setenv("AIRFLOW_CONN_MBT_S3", conn)
-    backend = S3Backend(prefix, "mbt_s3")
-    for key in backend.list():
-        backend.client.delete_object(Bucket=backend.bucket, Key=backend.prefix + key)
+    s3_location(prefix, "mbt_s3").storage.delete_prefix("")
 
 
 @pytest.fixture
-def s3_calls():
-    """Counts S3 API calls made through boto3's default session (what the store uses)."""
-    import boto3
+def s3_calls(monkeypatch):
+    """Counts S3 API calls of every botocore client (the store's comes from an S3Hook session)."""
+    from botocore.client import BaseClient
 
-    boto3.setup_default_session()
     calls: list[str] = []
-    handler = lambda event_name, **kw: calls.append(event_name.rsplit(".", 1)[-1])  # noqa: E731
-    boto3.DEFAULT_SESSION.events.register("before-call.s3", handler)
-    yield calls
-    boto3.DEFAULT_SESSION.events.unregister("before-call.s3", handler)
+    real = BaseClient._make_api_call
+
+    def counted(self, operation_name, api_params):
+        if self.meta.service_model.service_name == "s3":
+            calls.append(operation_name)
+        return real(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counted)
+    return calls
 
 
 def _manifest(name: str, schedule: str = "@daily") -> Manifest:
@@ -75,7 +77,7 @@ def _manifest(name: str, schedule: str = "@daily") -> Manifest:
 
 
 def test_publish_refuse_force_on_s3(s3):
-    from airflow_mbt.manifest_store import fetch_manifest, publish_manifests
+    from airflow_mbt.manifests import fetch_manifest, publish_manifests
 
     v1, v2 = _manifest("churn_a"), _manifest("churn_a", "@hourly")
     assert [c["action"] for c in publish_manifests([v1], s3, dry_run=True)] == ["create"]
@@ -93,9 +95,9 @@ def test_publish_refuse_force_on_s3(s3):
 
 
 def test_conditional_put_detects_concurrent_change(s3):
-    from airflow_mbt.manifest_backends import S3Backend
+    from airflow_mbt.manifests.backends import s3_location
 
-    backend = S3Backend(s3, "mbt_s3")
+    backend = s3_location(s3, "mbt_s3")
     backend.put_if_absent("p/manifest.json", b"{}")
     with pytest.raises(RegistryConflictError):
         backend.put_if_absent("p/manifest.json", b"{}")
@@ -107,7 +109,7 @@ def test_conditional_put_detects_concurrent_change(s3):
 
 
 def test_refresh_gets_only_changed_manifests(s3, s3_calls):
-    from airflow_mbt.manifest_store import load_manifests, publish_manifests
+    from airflow_mbt.manifests import load_manifests, publish_manifests
 
     publish_manifests([_manifest(f"pipe_{i}") for i in range(4)], s3)
     s3_calls.clear()
@@ -128,7 +130,7 @@ def test_refresh_gets_only_changed_manifests(s3, s3_calls):
 
 def test_outage_after_successful_parse_builds_from_cache(s3, monkeypatch, stack_conn, tmp_path):
     from airflow_mbt.dag_factory import LAST_PARSE, build_dags
-    from airflow_mbt.manifest_store import publish_manifests
+    from airflow_mbt.manifests import publish_manifests
 
     publish_manifests([_manifest("churn_x"), _manifest("churn_y")], s3)
     monkeypatch.setenv("MBT_MANIFESTS_URI", s3)
@@ -145,3 +147,65 @@ def test_outage_after_successful_parse_builds_from_cache(s3, monkeypatch, stack_
     assert LAST_PARSE["from_cache"] == 2 and LAST_PARSE["errors"] == {}
     [warning] = LAST_PARSE["warnings"]
     assert "unreachable" in warning and conn["password"] not in warning
+
+
+LOADER_PROBE = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+from airflow_mbt import dag_factory
+tasks = {d.dag_id: sorted({(t.manifest_uri, t.manifest_hash, t.manifest_conn_id) for t in d.tasks})
+         for d in bag.dags.values()}
+print("RESULT " + json.dumps({"dags": sorted(bag.dags), "errors": {k: str(v) for k, v in bag.import_errors.items()},
+      "parse": {k: v for k, v in dag_factory.LAST_PARSE.items() if k != "seconds"}, "tasks": tasks}))
+"""
+
+
+def test_mbt_deploy_and_loader_through_the_airflow_connection(s3, stack_conn, tmp_path):
+    """`mbt deploy --to s3://... --conn-id mbt_s3` and dags/mbt_loader.py, each in its own process,
+    with only AIRFLOW_CONN_MBT_S3 (no S3 variables) telling where S3 is and which keys to use."""
+    import os
+    import sys
+
+    import yaml
+
+    from airflow_mbt.manifests import fetch_manifest
+
+    mbt = Path(sys.executable).parent / "mbt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "MBT_", "AWS_", "S3_"))}
+    env.update({"AIRFLOW_CONN_MBT_S3": stack_conn, "MBT_CACHE_DIR": str(tmp_path / "cache"),
+                "AIRFLOW_HOME": str(tmp_path / "airflow_home")})
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(mbt), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{args}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    run("init", "demo", "--dir", str(tmp_path), cwd=tmp_path)
+    project = tmp_path / "demo"
+    serving = project / "pipelines" / "serving_churn_model_v1.yaml"
+    doc = yaml.safe_load(serving.read_text())
+    doc["serving"]["model_source"]["run_id"] = uuid.uuid4().hex
+    serving.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run("compile", "--target", "dev", cwd=project)
+    deployed = run("deploy", "--target", "dev", "--to", s3, "--conn-id", "mbt_s3", cwd=project)
+    names = ["serving_churn_model_v1", "training_churn_model_v1"]
+    hashes = {n: json.loads((project / "target" / n / "manifest.json").read_text())["content_hash"] for n in names}
+    for name in names:
+        assert f"create    {name}  {hashes[name]}  -> {s3}{name}/manifest.json" in deployed.stdout
+
+    probe_env = {**env, "MBT_MANIFESTS_URI": s3, "MBT_MANIFESTS_CONN_ID": "mbt_s3", "MBT_CACHE_TTL_SECONDS": "0",
+                 "MBT_PROJECT_DIR": str(project)}
+    proc = subprocess.run([sys.executable, "-c", LOADER_PROBE, str(REPO / "dags" / "mbt_loader.py")],
+                          env=probe_env, capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert result["dags"] == names and result["errors"] == {} and result["parse"]["errors"] == {}
+    assert result["parse"]["fetched"] == 2 and result["parse"]["warnings"] == []
+    for name in names:
+        [(uri, content_hash, conn_id)] = result["tasks"][name]  # every task of a DAG reads one pinned copy
+        assert (content_hash, conn_id) == (hashes[name], "mbt_s3")
+        assert uri == f"{s3}{name}/{content_hash.split(':', 1)[1]}.json"
+        assert fetch_manifest(uri, conn_id="mbt_s3", expected_hash=content_hash).name == name
+    assert json.loads(stack_conn)["password"] not in deployed.stdout + deployed.stderr + proc.stdout + proc.stderr

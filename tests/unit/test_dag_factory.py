@@ -131,11 +131,10 @@ def _closed_port() -> int:
 
 def _seed_s3_cache(cache_dir: Path, prefix: str, manifests, checked_at: float) -> None:
     """The cache a previous successful parse of ``prefix`` leaves behind."""
-    from airflow_mbt.manifest_backends import S3Backend
-    from airflow_mbt.manifest_cache import _S3Cache
-    from airflow_mbt.manifest_store import pinned_key
+    from airflow_mbt.manifests.backends import pinned_key, s3_location
+    from airflow_mbt.manifests.cache import _S3Cache
 
-    cache = _S3Cache(S3Backend(prefix, "mbt_s3"), cache_dir)
+    cache = _S3Cache(s3_location(prefix, "mbt_s3"), cache_dir)
     for m in manifests:
         cache.file(m.name).parent.mkdir(parents=True, exist_ok=True)
         cache.file(m.name).write_text(m.to_json())
@@ -198,7 +197,8 @@ def test_within_ttl_no_s3_request_and_no_boto3(s3_env):
 
 
 def test_dag_factory_module_imports_nothing_heavy():
-    code = ("import sys, airflow_mbt.dag_factory, airflow_mbt.manifest_store, airflow_mbt.manifest_cache; "
+    code = ("import sys, airflow_mbt.dag_factory, airflow_mbt.manifests.store, airflow_mbt.manifests.cache; "
+            "import airflow_mbt.manifests.backends, airflow_mbt.plugins.storage.s3; "
             "heavy = [m for m in ('airflow', 'pandas', 'numpy', 'boto3', 'kubernetes', 'mlflow', 'h2o', "
             "'sklearn', 'pyarrow', 'psycopg') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -4,6 +4,8 @@ Config: ``bucket`` (required), ``prefix`` (optional key prefix), and credentials
 Airflow aws connection ``conn_id`` - resolved by the amazon provider's ``S3Hook`` session, so
 keys, session tokens, ``role_arn`` and ``extra.region_name``/``extra.endpoint_url`` behave as
 everywhere else in Airflow - or from ``endpoint_url``, ``access_key``, ``secret_key``, ``region``.
+Client limits: ``connect_timeout`` (5 s), ``read_timeout`` (60 s), ``max_attempts`` (3); the
+manifest store passes shorter ones so a DAG parse never hangs on a dead endpoint.
 Large files go multipart (16 MiB parts). ``read_versioned``/``write_conditional`` use the ETag
 with ``IfMatch``/``IfNoneMatch`` (a 412 becomes ``RegistryConflictError``). Errors name S3, the
 endpoint and the bucket, never a key secret. boto3 is imported lazily.
@@ -60,7 +62,7 @@ class S3Storage(Storage):
         hook = S3Hook(aws_conn_id=conn_id)
         cfg = hook.conn_config
         session = hook.get_session(region_name=self.config.get("region") or cfg.region_name or "us-east-1")
-        return session, self.config.get("endpoint_url") or cfg.endpoint_url
+        return session, self.config.get("endpoint_url") or cfg.get_service_endpoint_url("s3")
 
     @property
     def client(self):
@@ -76,8 +78,11 @@ class S3Storage(Storage):
                 session, kw = boto3, self._settings()
             self.endpoint_url = kw.get("endpoint_url") or "https://s3.amazonaws.com"
             self._client = session.client(
-                "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                    connect_timeout=5, read_timeout=60, signature_version="s3v4",
+                "s3", config=Config(retries={"max_attempts": int(self.config.get("max_attempts", 3)),
+                                             "mode": "standard"},
+                                    connect_timeout=float(self.config.get("connect_timeout", 5)),
+                                    read_timeout=float(self.config.get("read_timeout", 60)),
+                                    signature_version="s3v4",
                                     s3={"addressing_style": "path"} if kw.get("endpoint_url") else None),
                 **kw)
         return self._client
@@ -93,9 +98,10 @@ class S3Storage(Storage):
         credentials -> AuthenticationError, the rest -> InfraError naming endpoint and bucket."""
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-        self.client  # noqa: B018 - resolve the endpoint before it is named in a message
-        where = f"endpoint {self.endpoint_url}, bucket {self.bucket}"
+        where = f"bucket {self.bucket}"
         try:
+            self.client  # noqa: B018 - resolve the endpoint (and session) before it is named
+            where = f"endpoint {self.endpoint_url}, {where}"
             yield
         except ClientError as exc:
             err = exc.response.get("Error", {})
@@ -172,13 +178,17 @@ class S3Storage(Storage):
 
     def list(self, prefix: str) -> list[str]:
         """Keys starting with ``prefix`` (string prefix), relative to the storage prefix, sorted."""
-        keys = []
+        return list(self.list_versions(prefix))
+
+    def list_versions(self, prefix: str) -> dict[str, str | None]:
+        """Keys starting with ``prefix`` -> ETag (as ``read_versioned`` returns it), from the LIST."""
+        out: dict[str, str | None] = {}
         with self._errors(f"listing {self.uri(prefix)}"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix)
             for page in pages:
-                keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
-        return sorted(keys)
+                out.update((obj["Key"][len(self.prefix):], obj["ETag"]) for obj in page.get("Contents", []))
+        return dict(sorted(out.items()))
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key under ``prefix`` (tests and cleanup); returns how many."""

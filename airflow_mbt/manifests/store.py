@@ -1,14 +1,11 @@
-"""Publish, list and fetch compiled manifests (local folder or ``s3://`` prefix).
-
-Layout under a prefix (same on disk and in S3)::
-
-    <prefix><pipeline>/manifest.json      current manifest of the pipeline (what the DAG loader lists)
-    <prefix><pipeline>/<hash-hex>.json    immutable pinned copy (what a task fetches by hash)
+"""Publishing compiled manifests (``mbt deploy``) and fetching one by hash (tasks).
 
 ``publish_manifests`` (``mbt deploy``) writes the pinned copy first, then the current one with a
 conditional put, and refuses to change the content of a deployed pipeline unless forced.
 ``fetch_manifest`` (tasks, ``mbt step execute``) verifies the content hash and keeps pinned copies
-in a local cache. ``load_manifests`` (DAG parse) is in ``manifest_cache``.
+in a local cache. Locations and the key layout are in ``airflow_mbt.manifests.backends``; the
+DAG-parse listing, ``load_manifests``, is in ``airflow_mbt.manifests.cache``. Both functions keep
+the signatures of the former ``airflow_mbt.manifest_store``.
 """
 
 from __future__ import annotations
@@ -16,62 +13,49 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from airflow_mbt.errors import MBTInputError, RegistryConflictError
 from airflow_mbt.manifest import Manifest
-from airflow_mbt.manifest_backends import backend_for
+from airflow_mbt.manifests.backends import (
+    CURRENT,
+    current_key,
+    hash_hex,
+    location_for,
+    pinned_key,
+)
+from airflow_mbt.runtime.files import atomic_write_bytes
 
-log = logging.getLogger("airflow_mbt.manifest_store")
+log = logging.getLogger("airflow_mbt.manifests.store")
 
-CURRENT = "manifest.json"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-def hash_hex(content_hash: str) -> str:
-    value = content_hash.split(":", 1)[-1]
-    if not _HEX.fullmatch(value):
-        raise MBTInputError(f"invalid manifest hash {content_hash!r}", field="--manifest-hash",
-                            hint="expected sha256:<64 hex digits> as printed by `mbt compile`")
-    return value
-
-
-def current_key(pipeline: str) -> str:
-    return f"{pipeline}/{CURRENT}"
-
-
-def pinned_key(pipeline: str, content_hash: str) -> str:
-    return f"{pipeline}/{hash_hex(content_hash)}.json"
-
-
-def is_pinned_key(key: str) -> bool:
-    name, _, leaf = key.partition("/")
-    return bool(name) and leaf.endswith(".json") and bool(_HEX.fullmatch(leaf[:-5]))
 
 
 def _deployed_hash(data: bytes) -> str | None:
     try:
-        return json.loads(data).get("content_hash")
+        value = json.loads(data).get("content_hash")
     except (ValueError, AttributeError):
         return None
+    return value if isinstance(value, str) else None
 
 
-def publish_manifests(manifests, dest_uri: str, *, conn_id: str | None = None, force: bool = False,
-                      dry_run: bool = False) -> list[dict]:
+def publish_manifests(manifests: Iterable[Manifest], dest_uri: str, *, conn_id: str | None = None,
+                      force: bool = False, dry_run: bool = False) -> list[dict[str, Any]]:
     """Deploy manifests under ``dest_uri``; returns one change per manifest:
     ``{"pipeline", "action": "create"|"unchanged"|"refused"|"update", "hash", "uri", "pinned_uri"}``
     (``"message"`` on refused, ``"previous_hash"`` when something was deployed before).
     ``dry_run`` computes the changes without writing anything."""
-    backend = backend_for(dest_uri, conn_id)
-    changes = []
+    backend = location_for(dest_uri, conn_id)
+    changes: list[dict[str, Any]] = []
     for manifest in manifests:
         name = manifest.name
         if not _NAME.fullmatch(name):
             raise MBTInputError(f"pipeline name {name!r} cannot be used as a storage key",
                                 field="project.name", hint="use letters, digits, '_', '.' and '-'")
         cur, pin = current_key(name), pinned_key(name, manifest.content_hash)
-        change = {"pipeline": name, "hash": manifest.content_hash, "uri": backend.uri(cur),
+        change: dict[str, Any] = {"pipeline": name, "hash": manifest.content_hash, "uri": backend.uri(cur),
                   "pinned_uri": backend.uri(pin)}
         existing = backend.get(cur)
         previous = _deployed_hash(existing[0]) if existing else None
@@ -114,7 +98,7 @@ def _split(uri: str) -> tuple[str, str]:
     if uri.startswith("s3://"):
         parent, _, leaf = uri.rpartition("/")
         return parent + "/", leaf
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    path = Path(uri.removeprefix("file://"))
     return str(path.parent), path.name
 
 
@@ -141,7 +125,7 @@ def fetch_manifest(uri: str, *, conn_id: str | None = None, expected_hash: str |
     candidates = [leaf]
     if expected_hash and leaf == CURRENT:
         candidates.insert(0, f"{hash_hex(expected_hash)}.json")
-    backend = backend_for(parent, conn_id)
+    backend = location_for(parent, conn_id)
     for candidate in candidates:
         got = backend.get(candidate)
         if got is not None:
@@ -158,18 +142,8 @@ def fetch_manifest(uri: str, *, conn_id: str | None = None, expected_hash: str |
                  "pipeline version instead of overwriting")
     if expected_hash:
         try:
-            cached = _pinned_cache_path(expected_hash)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(cached.name + ".tmp")
-            tmp.write_bytes(got[0])
-            tmp.replace(cached)
+            atomic_write_bytes(_pinned_cache_path(expected_hash), got[0])
         except OSError as exc:  # a read-only home in a pod is fine: the cache is an optimisation
             log.debug("mbt: cannot cache %s: %s", source, exc)
     return manifest
 
-
-def load_manifests(uri: str | None = None, **kwargs):
-    """Parse-time listing with a local cache; see ``airflow_mbt.manifest_cache.load_manifests``."""
-    from airflow_mbt.manifest_cache import load_manifests as _load
-
-    return _load(uri, **kwargs)

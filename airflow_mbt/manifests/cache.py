@@ -1,10 +1,13 @@
 """Parse-time listing of published manifests with a local cache (used by ``dag_factory``).
 
+``load_manifests(uri, conn_id=..., cache_dir=..., ttl=..., only=...)`` keeps the signature of the
+former ``airflow_mbt.manifest_cache``; it returns a ``LoadResult``.
+
 For an ``s3://`` prefix the cache folder holds the raw manifest bytes plus ``index.json``
 (``{"uri", "checked_at", "entries": {pipeline: {"etag", "pinned"}}}``):
 
-* within ``cache_ttl_seconds`` of the last successful check: no S3 request at all (boto3 is not
-  even imported);
+* within ``cache_ttl_seconds`` of the last successful check: no S3 request at all (boto3 and
+  the amazon provider are not even imported);
 * after it: one LIST; a GET only for pipelines whose ETag changed;
 * S3 unreachable: every DAG is built from the cache and one warning says so.
 
@@ -17,17 +20,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from airflow_mbt.errors import InfraError, MBTError
 from airflow_mbt.manifest import Manifest
-from airflow_mbt.manifest_backends import LocalBackend, S3Backend, backend_for
-from airflow_mbt.manifest_store import CURRENT, current_key, is_pinned_key, pinned_key
+from airflow_mbt.manifests.backends import (
+    CURRENT,
+    PARSE_CLIENT_LIMITS,
+    ManifestLocation,
+    current_key,
+    is_pinned_key,
+    location_for,
+    pinned_key,
+)
+from airflow_mbt.runtime.files import atomic_write_bytes
 
-log = logging.getLogger("airflow_mbt.manifest_cache")
+log = logging.getLogger("airflow_mbt.manifests.cache")
 
 
 @dataclass
@@ -39,13 +51,6 @@ class LoadResult:
     from_cache: int = 0
     fetched: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _accept(result: LoadResult, name: str, data: bytes, source: str, pinned_uri: str) -> None:
@@ -61,12 +66,12 @@ def _accept(result: LoadResult, name: str, data: bytes, source: str, pinned_uri:
     result.pinned_uris[name] = pinned_uri
 
 
-def _names(keys, only: str | None) -> list[str]:
+def _names(keys: Iterable[str], only: str | None) -> list[str]:
     names = sorted(k.split("/", 1)[0] for k in keys if k.count("/") == 1 and k.endswith("/" + CURRENT))
     return [n for n in names if only is None or n == only]
 
 
-def _load_local(backend: LocalBackend, only: str | None) -> LoadResult:
+def _load_local(backend: ManifestLocation, only: str | None) -> LoadResult:
     result = LoadResult(source=backend.label)
     keys = backend.list()
     for name in _names(keys, only):
@@ -85,7 +90,9 @@ def _load_local(backend: LocalBackend, only: str | None) -> LoadResult:
 
 
 class _S3Cache:
-    def __init__(self, backend: S3Backend, root: Path):
+    """``<root>/<sha1 of the location>/``: ``index.json`` and ``<pipeline>.json`` per pipeline."""
+
+    def __init__(self, backend: ManifestLocation, root: Path):
         self.backend = backend
         self.dir = root / hashlib.sha1(backend.label.encode()).hexdigest()[:16]
         self.index_path = self.dir / "index.json"
@@ -95,13 +102,13 @@ class _S3Cache:
                 raise ValueError("other prefix")
         except (OSError, ValueError):
             index = {"uri": backend.label, "checked_at": 0, "entries": {}}
-        self.index = index
+        self.index: dict[str, Any] = index
 
     def file(self, name: str) -> Path:
         return self.dir / f"{name}.json"
 
     def save(self) -> None:
-        _atomic_write(self.index_path, json.dumps(self.index, sort_keys=True).encode())
+        atomic_write_bytes(self.index_path, json.dumps(self.index, sort_keys=True).encode())
 
     def refresh(self, only: str | None, result: LoadResult) -> None:
         """One LIST, then GET what changed. Raises InfraError when S3 is unreachable."""
@@ -118,7 +125,7 @@ class _S3Cache:
                 entries.pop(name, None)
                 continue
             data, etag = got
-            _atomic_write(self.file(name), data)
+            atomic_write_bytes(self.file(name), data)
             pins = [k for k in listing if k.startswith(name + "/") and is_pinned_key(k)]
             entries[name] = {"etag": etag, "pins": sorted(pins)}
             result.fetched += 1
@@ -152,15 +159,15 @@ def load_manifests(uri: str | None = None, *, conn_id: str | None = None, cache_
                    ttl: float | None = None, only: str | None = None) -> LoadResult:
     """All current manifests under ``uri`` (default ``[mbt] manifests_uri``); ``only`` restricts
     the work to one pipeline (task-time parse)."""
-    from airflow_mbt import settings as airflow_config
+    from airflow_mbt import settings
 
-    uri = uri or airflow_config.setting("manifests_uri")
-    backend = backend_for(uri, conn_id)
-    if isinstance(backend, LocalBackend):
+    uri = uri or settings.setting("manifests_uri")
+    backend = location_for(uri, conn_id, **PARSE_CLIENT_LIMITS)
+    if not backend.is_s3:
         return _load_local(backend, only)
     result = LoadResult(source=backend.label)
-    cache = _S3Cache(backend, Path(cache_dir) if cache_dir else airflow_config.cache_dir())
-    ttl = airflow_config.cache_ttl_seconds() if ttl is None else ttl
+    cache = _S3Cache(backend, Path(cache_dir) if cache_dir else settings.cache_dir())
+    ttl = settings.cache_ttl_seconds() if ttl is None else ttl
     fresh = time.time() - float(cache.index.get("checked_at") or 0) < ttl
     if not fresh:
         try:
