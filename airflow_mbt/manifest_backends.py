@@ -12,6 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from airflow_mbt._fs import atomic_write_bytes
 from airflow_mbt.errors import InfraError, MBTInputError, RegistryConflictError
 
 
@@ -86,9 +87,7 @@ class LocalBackend:
                 raise RegistryConflictError(f"{path} already exists")
             if not must_be_absent and (current is None or current[1] != expected):
                 raise RegistryConflictError(f"{path} changed concurrently")
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            atomic_write_bytes(path, data)
 
     def put_if_absent(self, key: str, data: bytes) -> None:
         self._write(key, data, None, must_be_absent=True)

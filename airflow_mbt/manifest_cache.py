@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_mbt._fs import atomic_write_bytes
 from airflow_mbt.errors import InfraError, MBTError
 from airflow_mbt.manifest import Manifest
 from airflow_mbt.manifest_backends import LocalBackend, S3Backend, backend_for
@@ -39,13 +39,6 @@ class LoadResult:
     from_cache: int = 0
     fetched: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _accept(result: LoadResult, name: str, data: bytes, source: str, pinned_uri: str) -> None:
@@ -101,7 +94,7 @@ class _S3Cache:
         return self.dir / f"{name}.json"
 
     def save(self) -> None:
-        _atomic_write(self.index_path, json.dumps(self.index, sort_keys=True).encode())
+        atomic_write_bytes(self.index_path, json.dumps(self.index, sort_keys=True).encode())
 
     def refresh(self, only: str | None, result: LoadResult) -> None:
         """One LIST, then GET what changed. Raises InfraError when S3 is unreachable."""
@@ -118,7 +111,7 @@ class _S3Cache:
                 entries.pop(name, None)
                 continue
             data, etag = got
-            _atomic_write(self.file(name), data)
+            atomic_write_bytes(self.file(name), data)
             pins = [k for k in listing if k.startswith(name + "/") and is_pinned_key(k)]
             entries[name] = {"etag": etag, "pins": sorted(pins)}
             result.fetched += 1

@@ -18,6 +18,7 @@ import logging
 import re
 from pathlib import Path
 
+from airflow_mbt._fs import atomic_write_bytes
 from airflow_mbt.errors import MBTInputError, RegistryConflictError
 from airflow_mbt.manifest import Manifest
 from airflow_mbt.manifest_backends import backend_for
@@ -158,11 +159,7 @@ def fetch_manifest(uri: str, *, conn_id: str | None = None, expected_hash: str |
                  "pipeline version instead of overwriting")
     if expected_hash:
         try:
-            cached = _pinned_cache_path(expected_hash)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(cached.name + ".tmp")
-            tmp.write_bytes(got[0])
-            tmp.replace(cached)
+            atomic_write_bytes(_pinned_cache_path(expected_hash), got[0])
         except OSError as exc:  # a read-only home in a pod is fine: the cache is an optimisation
             log.debug("mbt: cannot cache %s: %s", source, exc)
     return manifest

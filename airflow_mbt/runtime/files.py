@@ -1,9 +1,9 @@
 """Local file primitives shared by the local storage and connector plugins: atomic writes,
 advisory locks and streaming hashes.
 
-Atomic writes go to a temp file in the destination directory and are renamed over the target
-with ``os.replace``, so readers see either the old or the new content, never a partial file.
-Temp and lock files carry the markers below so listings can skip them.
+Atomic writes are ``airflow_mbt._fs`` (re-exported here): a temp file in the destination
+directory renamed over the target with ``os.replace``, so readers see either the old or the new
+content, never a partial file. Temp and lock files carry markers so listings can skip them.
 """
 
 from __future__ import annotations
@@ -12,46 +12,26 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
-import shutil
 from pathlib import Path
 from typing import Iterator
 
-TMP_MARKER = ".mbt-tmp-"
+from airflow_mbt._fs import (
+    TMP_MARKER,
+    atomic_copy,
+    atomic_target,
+    atomic_write_bytes,
+    is_temp_name,
+)
+
+__all__ = ["LOCK_SUFFIX", "TMP_MARKER", "atomic_copy", "atomic_target", "atomic_write_bytes", "config_path",
+           "is_internal", "locked", "sha256_bytes", "sha256_file"]
+
 LOCK_SUFFIX = ".mbt-lock"
 
 
 def is_internal(name: str) -> bool:
     """True for temp and lock files made by this module."""
-    return TMP_MARKER in name or name.endswith(LOCK_SUFFIX)
-
-
-def _temp_path(target: Path) -> Path:
-    return target.with_name(f"{target.name}{TMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-@contextlib.contextmanager
-def atomic_target(target: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``target``; on success it replaces ``target`` atomically,
-    on failure it is removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(target)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    with atomic_target(target) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_copy(source: Path, target: Path) -> None:
-    with atomic_target(target) as tmp:
-        shutil.copyfile(source, tmp)
+    return is_temp_name(name) or name.endswith(LOCK_SUFFIX)
 
 
 @contextlib.contextmanager
