@@ -4,8 +4,8 @@ Contract: every reader returns parsed, plain data of one artifact (YAML/JSON doc
 ``DockerfileView`` over dockerfile-parse, .dockerignore matching by docker-py's own
 ``PatternMatcher``); the cross-file facts the tests compare (locked pins, the provider's
 ``[mbt]`` options, the prod image of the scaffolded profiles) come from here so every test
-reads them the same way. Missing inputs (a schema, the hadolint binary)
-fail the test with ``pytest.fail``; nothing is skipped.
+reads them the same way. Missing inputs (a schema, the hadolint binary) fail the test with
+``pytest.fail``; nothing is skipped.
 """
 
 from __future__ import annotations
