@@ -39,7 +39,7 @@ def airflow_login(page: Page, next_path: str = "/dags") -> None:
     wait_for_js(page, f"location.pathname.startsWith({path_only!r})", what=f"{next_path} after login")
 
 
-def capture(urls: list[str]) -> list[Path]:
+def capture(urls: list[str], settle_s: float = 3.0) -> list[Path]:
     shots = []
     with open_page() as page:
         logged_in = False
@@ -50,7 +50,9 @@ def capture(urls: list[str]) -> list[Path]:
                 logged_in = True
             else:
                 page.goto(url)
-            page.wait_for_load_state("networkidle")  # single-page apps keep fetching after "load"
+            page.wait_for_load_state("load")
+            # The UIs poll forever (no "networkidle"); give the single-page app time to render.
+            page.wait_for_timeout(settle_s * 1000)
             name = re.sub(r"[^A-Za-z0-9]+", "_", url.split("://", 1)[-1]).strip("_")
             shots.append(screenshot(page, OUT / f"{name}.png", height=1400))
     return shots
