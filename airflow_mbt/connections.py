@@ -6,15 +6,23 @@ metadata database, so ``mbt step execute`` in a pod and ``mbt run`` on a laptop 
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_mbt.errors import MBTInputError
 
 
-def get_connection(conn_id: str):
-    """Return the Airflow ``Connection`` for ``conn_id`` or raise a clear input error."""
-    from airflow.sdk import BaseHook  # lazy: ~2 s import
+def get_connection(conn_id: str, hook: Any = None) -> Any:
+    """Return the Airflow ``Connection`` for ``conn_id`` or raise a clear input error.
+
+    ``hook`` is the provider hook class whose ``get_connection`` reads it (e.g. ``PostgresHook``);
+    the default is the SDK's ``BaseHook``."""
+    if hook is None:
+        from airflow.sdk import BaseHook  # lazy: ~2 s import
+
+        hook = BaseHook
 
     try:
-        conn = BaseHook.get_connection(conn_id)
+        conn = hook.get_connection(conn_id)
     except Exception as exc:  # AirflowNotFoundException and friends
         raise MBTInputError(
             f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__})",

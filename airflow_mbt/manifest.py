@@ -407,12 +407,9 @@ class Manifest:
         return canonical_json(dict(self.data))
 
     def write(self, path: Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        from airflow_mbt._fs import atomic_write_text
+
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "<manifest>") -> Manifest:

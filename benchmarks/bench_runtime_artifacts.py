@@ -85,7 +85,7 @@ def bench_dir(tmp: Path) -> None:
 
 def _writer(base: str, tag: str, count: int, blind: bool, barrier) -> None:
     from airflow_mbt.plugins.storage.local import LocalStorage
-    from airflow_mbt.runtime import files
+    from airflow_mbt import _fs as files
     from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 
     storage = LocalStorage({"base_path": base})

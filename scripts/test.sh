@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs everything, starts the services the
 # tests need, then runs the tiers in order: unit (fast, no services) -> integration (real
-# PostgreSQL, SeaweedFS S3, MLflow server, H2O server) -> e2e (live Airflow 3 + browser).
+# PostgreSQL, SeaweedFS S3, MLflow server, H2O server) -> e2e (live Airflow 3 + Debian's
+# Chromium, installed by scripts/browser.sh).
 #
 #   bash scripts/test.sh            # all tiers
 #   bash scripts/test.sh unit       # one tier (unit | integration | e2e), extra args go to pytest
@@ -24,6 +25,9 @@ need_stack() {
 need_airflow() {
   need_stack && bash scripts/airflow.sh up || { echo "Airflow did not come up (see .stack/logs/)" >&2; return 1; }
 }
+need_browser() {
+  bash scripts/browser.sh || { echo "Chromium for the browser checks is missing (scripts/browser.sh)" >&2; return 1; }
+}
 
 for tier in "${tiers[@]}"; do
   start=$(date +%s)
@@ -35,7 +39,7 @@ for tier in "${tiers[@]}"; do
       echo "---- mypy --strict (pyproject [tool.mypy] files)"; "$ROOT/.venv/bin/mypy" || rc=1
       ;;
     integration) need_stack || { rc=1; continue; } ;;
-    e2e) need_airflow || { rc=1; continue; } ;;
+    e2e) need_browser && need_airflow || { rc=1; continue; } ;;
   esac
   "$PY" -m pytest "tests/$tier" -p no:cacheprovider --junitxml="test-artifacts/junit-$tier.xml" "$@"
   code=$?

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mbt._fs import atomic_write_bytes
 from airflow_mbt.errors import InfraError, MBTError
 from airflow_mbt.manifest import Manifest
 from airflow_mbt.manifests.backends import (
@@ -37,7 +38,7 @@ from airflow_mbt.manifests.backends import (
     location_for,
     pinned_key,
 )
-from airflow_mbt.runtime.files import atomic_write_bytes
+from airflow_mbt._fs import atomic_write_bytes
 
 log = logging.getLogger("airflow_mbt.manifests.cache")
 

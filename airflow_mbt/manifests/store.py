@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from airflow_mbt._fs import atomic_write_bytes
 from airflow_mbt.errors import MBTInputError, RegistryConflictError
 from airflow_mbt.manifest import Manifest
 from airflow_mbt.manifests.backends import (
@@ -26,7 +27,7 @@ from airflow_mbt.manifests.backends import (
     location_for,
     pinned_key,
 )
-from airflow_mbt.runtime.files import atomic_write_bytes
+from airflow_mbt._fs import atomic_write_bytes
 
 log = logging.getLogger("airflow_mbt.manifests.store")
 

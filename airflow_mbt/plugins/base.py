@@ -71,8 +71,10 @@ class Storage(ABC):
         return self.put(key, path.read_bytes())
 
     def get_file(self, key: str, path: "Path") -> None:
-        """Download to a local file."""
-        path.write_bytes(self.get(key))
+        """Download to a local file (atomically: a failed download leaves ``path`` as it was)."""
+        from airflow_mbt._fs import atomic_write_bytes
+
+        atomic_write_bytes(path, self.get(key))
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mbt.errors import MBTError
-from airflow_mbt.runtime.files import sha256_file
+from airflow_mbt._fs import sha256_file
 from airflow_mbt.step_specs import DIR, JSON, TABLE, TABLE_STREAM
 
 EXTENSIONS = {TABLE: ".parquet", TABLE_STREAM: ".parquet", JSON: ".json", DIR: ".tar"}

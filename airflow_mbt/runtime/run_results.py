@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow_mbt.constants import StepStatus
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.runtime.files import atomic_write_bytes
+from airflow_mbt._fs import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 

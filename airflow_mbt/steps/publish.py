@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.runtime.files import atomic_target
+from airflow_mbt._fs import atomic_target
 from airflow_mbt.runtime.table_stream import frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 

@@ -9,44 +9,52 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
+from playwright.sync_api import Page
+
 sys.path.insert(0, str(Path(__file__).parent))
 
-from airflow_api import ADMIN, AIRFLOW_URL  # noqa: E402
-from chromium import Browser  # noqa: E402
-from stack_clients import MLFLOW_URI  # noqa: E402
+from airflow_api import ADMIN, AIRFLOW_URL
+from browser import open_page, screenshot, wait_for_js
+from stack_clients import MLFLOW_URI
 
 OUT = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
-def airflow_login(browser: Browser, next_path: str = "/dags") -> None:
-    """Sign in through the Airflow login form (simple auth manager) and land on ``next_path``."""
-    browser.navigate(f"{AIRFLOW_URL}{next_path}")
-    browser.wait_for("document.querySelector('input[name=username]') !== null", what="the login form")
-    browser.type_into("input[name=username]", ADMIN[0])
-    browser.type_into("input[name=password]", ADMIN[1])
-    browser.press_enter()
+def fill_login_form(page: Page, username: str, password: str) -> None:
+    """Type the credentials into the Airflow login form (simple auth manager) and submit it."""
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(password)
+    page.locator("input[name=password]").press("Enter")
+
+
+def airflow_login(page: Page, next_path: str = "/dags") -> None:
+    """Sign in through the Airflow login form and land on ``next_path``."""
+    page.goto(f"{AIRFLOW_URL}{next_path}")
+    page.locator("input[name=username]").wait_for(timeout=60_000)
+    fill_login_form(page, *ADMIN)
     path_only = next_path.split("?", 1)[0]
-    browser.wait_for(f"location.pathname.startsWith({path_only!r})", what=f"{next_path} after login")
+    wait_for_js(page, f"location.pathname.startsWith({path_only!r})", what=f"{next_path} after login")
 
 
-def capture(urls: list[str], settle: float = 3.0) -> list[Path]:
+def capture(urls: list[str], settle_s: float = 3.0) -> list[Path]:
     shots = []
-    with Browser() as b:
+    with open_page() as page:
         logged_in = False
         for url in urls:
             if url.startswith(AIRFLOW_URL) and not logged_in:
                 parts = urllib.parse.urlsplit(url)
-                airflow_login(b, parts.path + (f"?{parts.query}" if parts.query else ""))
+                airflow_login(page, parts.path + (f"?{parts.query}" if parts.query else ""))
                 logged_in = True
             else:
-                b.navigate(url)
-            time.sleep(settle)  # single-page apps keep rendering after the load event
+                page.goto(url)
+            page.wait_for_load_state("load")
+            # The UIs poll forever (no "networkidle"); give the single-page app time to render.
+            page.wait_for_timeout(settle_s * 1000)
             name = re.sub(r"[^A-Za-z0-9]+", "_", url.split("://", 1)[-1]).strip("_")
-            shots.append(b.screenshot(OUT / f"{name}.png", height=1400))
+            shots.append(screenshot(page, OUT / f"{name}.png", height=1400))
     return shots
 
 

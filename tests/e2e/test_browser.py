@@ -1,6 +1,6 @@
 """Browser checks: what a person sees in the Airflow 3 UI and the MLflow UI after the spec workflow.
 
-Headless Chromium over the DevTools protocol (chromium.py): the Airflow login form is filled like
+Headless Debian Chromium driven by Playwright (browser.py): the Airflow login form is filled like
 a user would, then the DAG list and each DAG's runs are read from the rendered page text and
 saved as screenshots under test-artifacts/screenshots/. The MLflow run page of the Airflow run
 must show its metrics, parameters and artifacts.
@@ -13,10 +13,9 @@ import re
 import urllib.parse
 
 import pytest
-
-from airflow_api import AIRFLOW_URL, ADMIN
-from chromium import Browser
-from screenshot import airflow_login
+from airflow_api import ADMIN, AIRFLOW_URL
+from browser import open_page, screenshot, wait_for_js, wait_for_texts
+from screenshot import airflow_login, fill_login_form
 from spec_workflow import EXPERIMENT, SCHEDULES, SERVING, TRAINING
 from stack_clients import MLFLOW_URI, mlflow_client
 
@@ -31,30 +30,28 @@ def schedule_shown(page_text: str, dag_id: str) -> str:
 
 
 def test_airflow_login_rejects_wrong_password(airflow):
-    with Browser() as b:
-        b.navigate(f"{AIRFLOW_URL}/dags")
-        b.wait_for("document.querySelector('input[name=username]') !== null", what="the login form")
-        b.type_into("input[name=username]", ADMIN[0])
-        b.type_into("input[name=password]", "not-the-password")
-        b.press_enter()
-        b.wait_for("document.body.innerText.toLowerCase().includes('invalid')", what="a login error")
-        assert b.url().startswith(f"{AIRFLOW_URL}/auth/login")
+    with open_page() as page:
+        page.goto(f"{AIRFLOW_URL}/dags")
+        page.locator("input[name=username]").wait_for(timeout=60_000)
+        fill_login_form(page, ADMIN[0], "not-the-password")
+        wait_for_js(page, "document.body.innerText.toLowerCase().includes('invalid')", what="a login error")
+        assert page.url.startswith(f"{AIRFLOW_URL}/auth/login")
 
 
 def test_airflow_dag_list_shows_both_dags_and_schedules(spec_workflow, airflow, screenshots_dir):
-    with Browser() as b:
-        airflow_login(b, "/dags")
-        text = b.wait_for_texts([TRAINING, SERVING], timeout=60)
-        shot = b.screenshot(screenshots_dir / "airflow_dag_list.png")
+    with open_page() as page:
+        airflow_login(page, "/dags")
+        text = wait_for_texts(page, [TRAINING, SERVING], timeout_s=60)
+        shot = screenshot(page, screenshots_dir / "airflow_dag_list.png")
         print(f"screenshot: {shot}")
         assert schedule_shown(text, TRAINING) in SCHEDULES["@monthly"]
         assert schedule_shown(text, SERVING) in SCHEDULES["@daily"]
 
         for dag_id, dag_run in ((TRAINING, spec_workflow.training_dag_run),
                                 (SERVING, spec_workflow.serving_dag_run)):
-            b.navigate(f"{AIRFLOW_URL}/dags/{dag_id}/runs")
-            runs_text = b.wait_for_texts([dag_run, "Success"], timeout=60)
-            shot = b.screenshot(screenshots_dir / f"airflow_{dag_id}_runs.png")
+            page.goto(f"{AIRFLOW_URL}/dags/{dag_id}/runs")
+            runs_text = wait_for_texts(page, [dag_run, "Success"], timeout_s=60)
+            shot = screenshot(page, screenshots_dir / f"airflow_{dag_id}_runs.png")
             print(f"screenshot: {shot}")
             assert "Success" in run_row(runs_text, dag_run), runs_text[:3000]
 
@@ -67,20 +64,20 @@ def run_row(page_text: str, dag_run: str) -> str:
 
 def test_mlflow_run_page_shows_metrics_params_and_artifacts(spec_workflow, screenshots_dir):
     run = mlflow_client().get_run(spec_workflow.run_id_2)
-    page = f"{MLFLOW_URI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-    with Browser() as b:
-        b.navigate(page)
+    run_page = f"{MLFLOW_URI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    with open_page() as page:
+        page.goto(run_page)
         metrics = ["roc_auc", "accuracy", "f1", "precision", "recall"]
-        text = b.wait_for_texts([run.info.run_id, *metrics, "framework", "h2o_automl",
-                                 "binary_classification", TRAINING], timeout=90)
-        shot = b.screenshot(screenshots_dir / "mlflow_run_overview.png", height=1800)
+        text = wait_for_texts(page, [run.info.run_id, *metrics, "framework", "h2o_automl",
+                                 "binary_classification", TRAINING], timeout_s=90)
+        shot = screenshot(page, screenshots_dir / "mlflow_run_overview.png", height=1800)
         print(f"screenshot: {shot}")
         shown = re.search(r"roc_auc\s*\n\s*([0-9.]+)", text)  # the value itself, not only the name
         assert shown and abs(float(shown.group(1)) - run.data.metrics["roc_auc"]) < 1e-3, text[:3000]
 
-        b.navigate(page + "/artifacts")
-        b.wait_for_texts(["metrics.json", "preprocessor.json"], timeout=90)
-        shot = b.screenshot(screenshots_dir / "mlflow_run_artifacts.png")
+        page.goto(run_page + "/artifacts")
+        wait_for_texts(page, ["metrics.json", "preprocessor.json"], timeout_s=90)
+        shot = screenshot(page, screenshots_dir / "mlflow_run_artifacts.png")
         print(f"screenshot: {shot}")
 
 
@@ -94,10 +91,10 @@ def test_mlflow_compares_local_and_airflow_runs(spec_workflow, screenshots_dir):
     assert spec_workflow.mbt_run_id_2 in runs[1].info.run_name
     query = urllib.parse.urlencode({"runs": json.dumps([r.info.run_id for r in runs]),
                                     "experiments": json.dumps([exp_id])})
-    with Browser() as b:
-        b.navigate(f"{MLFLOW_URI}/#/compare-runs?{query}")
-        text = b.wait_for_texts([EXPERIMENT, "Comparing 2 Runs", "roc_auc",
-                                 *(r.info.run_id for r in runs), *(r.info.run_name for r in runs)], timeout=90)
-        shot = b.screenshot(screenshots_dir / "mlflow_compare_runs.png", height=2600)
+    with open_page() as page:
+        page.goto(f"{MLFLOW_URI}/#/compare-runs?{query}")
+        text = wait_for_texts(page, [EXPERIMENT, "Comparing 2 Runs", "roc_auc",
+                                 *(r.info.run_id for r in runs), *(r.info.run_name for r in runs)], timeout_s=90)
+        shot = screenshot(page, screenshots_dir / "mlflow_compare_runs.png", height=2600)
         print(f"screenshot: {shot}")
     assert "h2o_automl" in text and "binary_classification" in text

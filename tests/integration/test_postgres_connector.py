@@ -3,10 +3,12 @@ values, schema.table names, chunked reads, idempotent publish, clear input error
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
-from airflow_mbt.errors import DataContractError, MBTInputError
+from airflow_mbt.errors import DataContractError, InfraError, MBTInputError
 from airflow_mbt.plugins.connectors.postgres import PostgresConnector
 
 pytestmark = pytest.mark.services
@@ -184,3 +186,45 @@ def test_write_chunks_streams_in_one_transaction(connector, scratch_schema, pg_w
     assert count() == (rows, rows)
     assert connector.write_chunks(iter(()), f"{scratch_schema}.dst", replace_where={"run": "run_x"}) == 0
     assert count() == (0, 0)  # no rows for the run: its old rows are replaced by nothing
+
+
+def _conn_json(stack_env, **extra) -> str:
+    return json.dumps({"conn_type": "postgres", "host": stack_env["MBT_STACK_HOST"],
+                       "port": int(stack_env["MBT_PG_PORT"]), "login": stack_env["MBT_PG_USER"],
+                       "password": stack_env["MBT_PG_PASSWORD"], "schema": stack_env["MBT_PG_DATABASE"],
+                       "extra": extra})
+
+
+def test_connection_extras_reach_the_server(stack_env, monkeypatch):
+    """Extras of the Airflow connection (read through PostgresHook) are libpq parameters of the
+    COPY connection: the server sees them; the hook's own keys (cursor) are not passed on."""
+    monkeypatch.setenv("AIRFLOW_CONN_MBT_EXTRA_PROBE", _conn_json(
+        stack_env, application_name="mbt-extra-probe", options="-c statement_timeout=4321",
+        client_encoding="LATIN1", cursor="dictcursor"))
+    conn = PostgresConnector({"conn_id": "mbt_extra_probe"}, None)
+    try:
+        assert conn.conn.execute("SHOW application_name").fetchone() == ("mbt-extra-probe",)
+        assert conn.conn.execute("SHOW statement_timeout").fetchone() == ("4321ms",)
+        assert conn.conn.execute("SHOW client_encoding").fetchone() == ("LATIN1",)
+    finally:
+        conn.close()
+
+
+def test_sslmode_from_the_connection_reaches_libpq_without_leaking_the_password(stack_env, monkeypatch,
+                                                                              pg_warehouse):
+    """extra sslmode=require: against a server with ssl = off the connect fails naming the server;
+    with ssl = on the session is encrypted."""
+    monkeypatch.setenv("AIRFLOW_CONN_MBT_SSL_PROBE", _conn_json(stack_env, sslmode="require"))
+    conn = PostgresConnector({"conn_id": "mbt_ssl_probe"}, None)
+    try:
+        if pg_warehouse.execute("SHOW ssl").fetchone() == ("on",):
+            row = conn.conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+            assert row == (True,)
+            return
+        with pytest.raises(InfraError) as info:
+            conn.read_table("customers")
+    finally:
+        conn.close()
+    where = f"{stack_env['MBT_STACK_HOST']}:{stack_env['MBT_PG_PORT']}/{stack_env['MBT_PG_DATABASE']}"
+    assert where in str(info.value) and "SSL" in str(info.value)
+    assert stack_env["MBT_PG_PASSWORD"] not in str(info.value)

@@ -13,7 +13,7 @@ from airflow_mbt.plugins import registry as plugin_registry
 from airflow_mbt.plugins.connectors.local_file import LocalFileConnector
 from airflow_mbt.plugins.storage.local import LocalStorage
 from airflow_mbt.runtime.context import TargetRuntime
-from airflow_mbt.runtime.files import sha256_bytes
+from airflow_mbt._fs import sha256_bytes
 
 
 @pytest.fixture

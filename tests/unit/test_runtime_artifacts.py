@@ -11,7 +11,7 @@ import pytest
 from airflow_mbt.plugins.storage.local import LocalStorage
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.artifacts import ArtifactError, artifact_key, deserialize, serialize
-from airflow_mbt.runtime.files import sha256_file
+from airflow_mbt._fs import sha256_file
 
 
 def _frame(n=50):

@@ -1,21 +1,35 @@
 """PostgreSQL connection settings and connecting with clear errors (helper of ``postgres.py``).
 
-Settings come from an Airflow connection (``conn_id``: host, port, login, password, schema =
-database) and/or the connector config (``host``, ``port``, ``database``, ``user``, ``password``);
-config keys win. Errors name PostgreSQL and ``host:port/database``, never the password.
+Settings come from an Airflow connection (``conn_id``) and/or the connector config (``host``,
+``port``, ``database``, ``user``, ``password``); config keys win. The connection is read with
+``PostgresHook.get_connection`` and its fields resolve the way the postgres provider's
+``PostgresHook.get_conn`` resolves them: host, login, password, schema (= database), port; with
+extra ``iam: true`` the login, password (a token) and port come from the hook's
+``get_iam_token`` (RDS, Redshift, Azure); every other extra the hook passes on (all but
+``PostgresHook.ignored_extra_options``) goes to libpq when libpq knows the keyword (``sslmode``,
+``sslrootcert``, ``connect_timeout``, ``options``, ...), others are ignored with a warning that
+names the key only. Connecting stays psycopg 3 (COPY is the fast path), not the hook.
+Errors name PostgreSQL and ``host:port/database``, never the password or another secret.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 from airflow_mbt.errors import AuthenticationError, InfraError, MBTInputError
 from airflow_mbt.connections import get_connection
 
-# libpq keywords an Airflow connection's extra may carry through to psycopg
-PASSTHROUGH_EXTRA = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout",
-                     "application_name", "options", "target_session_attrs")
+log = logging.getLogger("airflow_mbt.connectors.postgres")
+
 AUTH_SQLSTATES = {"28P01", "28000"}
+# libpq keywords PgParams sets itself: an extra cannot redirect them away from what errors name
+CORE_KEYWORDS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password"})
+# libpq keywords whose values are secrets: never in a repr, scrubbed from error text
+SECRET_KEYWORDS = frozenset({"password", "sslpassword", "oauth_client_secret", "scram_client_key",
+                             "scram_server_key"})
 
 
 @dataclass
@@ -25,12 +39,18 @@ class PgParams:
     dbname: str
     user: str
     password: str | None = field(default=None, repr=False)
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict, repr=False)
     source: str = "config"  # "conn_id <id>" or "config": named in error hints
 
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}/{self.dbname}"
+
+    @property
+    def secrets(self) -> list[str]:
+        """The password and every secret libpq option, for scrubbing error text."""
+        values = [self.password] + [self.options.get(k) for k in SECRET_KEYWORDS]
+        return [str(v) for v in values if v not in (None, "")]
 
     def kwargs(self) -> dict:
         kw = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
@@ -41,18 +61,52 @@ class PgParams:
         return kw
 
 
-def resolve_params(config: dict, runtime) -> PgParams:
-    """Merge the Airflow connection (when ``conn_id`` is set) with explicit config keys."""
+@lru_cache(maxsize=1)
+def libpq_keywords() -> frozenset[str]:
+    """The connection keywords the installed libpq accepts (``PQconndefaults``)."""
+    from psycopg import pq
+
+    return frozenset(opt.keyword.decode() for opt in pq.Conninfo.get_defaults())
+
+
+def _connection_values(conn_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(host/port/database/user/password, libpq options) of an Airflow postgres connection."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn = get_connection(conn_id, hook=PostgresHook)
+    extra = conn.extra_dejson or {}
+    login, password, port = conn.login, conn.password, conn.port
+    if extra.get("iam", False):
+        try:
+            login, password, port = PostgresHook(postgres_conn_id=conn_id).get_iam_token(conn)
+        except Exception as exc:  # noqa: BLE001 - boto3/azure/provider errors: name the connection only
+            raise AuthenticationError("PostgreSQL", f"IAM token for connection {conn_id!r} failed: "
+                                      f"{type(exc).__name__}",
+                                      hint="check the extra aws_conn_id / azure_conn_id of the connection") from None
+    options: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key in PostgresHook.ignored_extra_options or key in CORE_KEYWORDS:
+            continue
+        if key in libpq_keywords():
+            options[key] = value
+        else:
+            log.warning("mbt: connection %r: extra %r is not a libpq connection parameter; ignored",
+                        conn_id, key)
+    values = {"host": conn.host, "port": port, "database": conn.schema, "user": login, "password": password}
+    return values, options
+
+
+def resolve_params(config: dict, runtime: object = None) -> PgParams:
+    """Merge the Airflow connection (when ``conn_id`` is set) with explicit config keys.
+
+    ``runtime`` is accepted for the connector's call; the connection is always read through
+    ``PostgresHook.get_connection`` (environment, secrets backends, metadata DB)."""
     values: dict = {}
     options: dict = {}
     source = "config"
     conn_id = config.get("conn_id")
     if conn_id:
-        conn = runtime.connection(conn_id) if runtime is not None else get_connection(conn_id)
-        values = {"host": conn.host, "port": conn.port, "database": conn.schema,
-                  "user": conn.login, "password": conn.password}
-        extra = conn.extra_dejson or {}
-        options = {k: extra[k] for k in PASSTHROUGH_EXTRA if k in extra}
+        values, options = _connection_values(conn_id)
         source = f"connection {conn_id!r}"
     for key in ("host", "port", "database", "user", "password"):
         if config.get(key) not in (None, ""):
@@ -73,10 +127,12 @@ def resolve_params(config: dict, runtime) -> PgParams:
                     options=options, source=source)
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with any occurrence of ``secret`` masked (belt and braces: libpq does not echo it)."""
-    if secret:
-        text = text.replace(str(secret), "***")
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` with any occurrence of the ``secrets`` masked (belt and braces: libpq does not
+    echo them)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(str(secret), "***")
     return text
 
 
@@ -94,7 +150,7 @@ def connect(params: PgParams):
 
 def map_connect_error(exc: Exception, params: PgParams) -> Exception:
     reason = scrub(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__,
-                   params.password)
+                   *params.secrets)
     lowered = str(exc).lower()
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate in AUTH_SQLSTATES or "authentication failed" in lowered or "no password supplied" in lowered:

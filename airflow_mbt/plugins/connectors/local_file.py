@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from airflow_mbt.errors import DataContractError, MBTInputError
 from airflow_mbt.plugins.base import DataConnector
-from airflow_mbt.runtime.files import atomic_target, config_path, locked
+from airflow_mbt._fs import atomic_target, config_path, locked
 
 SUFFIXES = (".parquet", ".csv")
 

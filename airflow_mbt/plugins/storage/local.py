@@ -12,7 +12,7 @@ from pathlib import Path
 
 from airflow_mbt.errors import MBTInputError, RegistryConflictError
 from airflow_mbt.plugins.base import Storage
-from airflow_mbt.runtime.files import (atomic_copy, atomic_write_bytes, config_path, is_internal,
+from airflow_mbt._fs import (atomic_copy, atomic_write_bytes, config_path, is_internal,
                                        locked, sha256_bytes)
 
 

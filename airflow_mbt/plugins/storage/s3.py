@@ -13,10 +13,10 @@ endpoint and the bucket, never a key secret. boto3 is imported lazily.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from airflow_mbt._fs import atomic_target
 from airflow_mbt.errors import (AuthenticationError, InfraError, MBTInputError,
                                 RegistryConflictError)
 from airflow_mbt.plugins.base import Storage
@@ -158,15 +158,8 @@ class S3Storage(Storage):
         return self.uri(key)
 
     def get_file(self, key: str, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
-        try:
-            with self._errors(f"downloading {self.uri(key)}", key):
-                self.client.download_file(self.bucket, self._key(key), str(tmp), Config=self._transfer())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_target(path) as tmp, self._errors(f"downloading {self.uri(key)}", key):
+            self.client.download_file(self.bucket, self._key(key), str(tmp), Config=self._transfer())
 
     def exists(self, key: str) -> bool:
         try:
