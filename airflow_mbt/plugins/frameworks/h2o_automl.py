@@ -349,7 +349,7 @@ class H2OAutoMLFramework(Framework):
 
         if not isinstance(model, H2OMojo):
             raise TypeError("h2o_automl predicts from a loaded MOJO (framework.load(directory))")
-        if model.scorer is None:
+        if model.scorer is None or not model.scorer.alive:  # one JVM per loaded MOJO, reused
             model.scorer = MojoScorer(model.path)
             self._scorers.append(model.scorer)
         raw = model.scorer.score(X)

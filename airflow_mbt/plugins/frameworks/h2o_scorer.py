@@ -153,7 +153,7 @@ class MojoScorer:
         """``score0`` output for every row of ``X`` (shape ``(len(X), preds)``)."""
         import numpy as np
 
-        if not self._finalizer.alive:
+        if not self.alive:
             raise InfraError("H2O", f"MOJO scorer for {self.mojo.name} is closed")
         parts = [self._score_batch(X.iloc[lo:lo + BATCH_ROWS]) for lo in range(0, len(X), BATCH_ROWS)]
         if not parts:
@@ -176,6 +176,11 @@ class MojoScorer:
         if len(raw) != want:
             raise self._failure(f"returned {len(raw)} of {want} bytes")
         return np.frombuffer(raw, dtype="<f8").reshape(len(X), self.header.preds)
+
+    @property
+    def alive(self) -> bool:
+        """False once closed (or after a failure)."""
+        return self._finalizer.alive and self._proc.poll() is None
 
     def close(self) -> None:
         """Stop the JVM (idempotent)."""
