@@ -67,12 +67,12 @@ def part_scoring(rows: int, baseline_rows: int) -> None:
                                                                            "max_mem_size": "1g"}}, project_dir=tmp))
     try:
         trained = fw.train(X.head(20_000), y.head(20_000), "binary_classification",
-                           {"max_models": 3, "seed": 1, "nfolds": 3, "exclude_algos": ["DeepLearning"]}, Ctx())
+                           TRAIN_BUDGET, Ctx())
         fw.save(trained, tmp / "model")
     finally:
         fw.cleanup()
     mojo = fw.load(tmp / "model")
-    print(f"churn model: {mojo.info['leader']}")
+    print(f"churn model: {mojo.info['leader']} ({mojo.info['algo']})")
     started = time.perf_counter()
     fw.predict(mojo, X.head(1000), "binary_classification")
     print(f"{'scorer JVM start + MOJO load + 1,000 rows':<58} {time.perf_counter() - started:8.3f} s")

@@ -21,6 +21,7 @@ only a JVM it started itself. What h2o prints goes to the ``airflow_mbt.h2o`` lo
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 import logging
@@ -120,6 +121,19 @@ def _attach(h2o, url: str, port: int) -> None:
         raise InfraError("H2O", f"port {port} is taken by something that is not a usable H2O "
                                 f"({type(exc).__name__})", hint="set h2o.port to a free port") from None
     log.info("using the H2O already running on %s", url)
+
+
+def _close_session_quietly() -> None:
+    """End the h2o client's session (if still open) with its output captured."""
+    import h2o
+
+    with h2o_output():
+        conn = h2o.connection()
+        if conn is not None and conn.connected:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - the server may be gone at exit
+                pass
 
 
 def _h2o_error(exc: Exception, url: str | None) -> Exception:
@@ -249,6 +263,9 @@ class H2OAutoMLFramework(Framework):
             h2o.show_progress()
         else:
             h2o.no_progress()
+            # runs before h2o's own exit hook (atexit is LIFO), which would print "Closing connection"
+            atexit.unregister(_close_session_quietly)
+            atexit.register(_close_session_quietly)
         self._connected_url = url
         return url
 
@@ -434,5 +451,7 @@ class H2OAutoMLFramework(Framework):
                 except Exception:  # noqa: BLE001 - the JVM may already be gone
                     log.warning("H2O shutdown failed", exc_info=True)
                 self._started = False
+            else:  # end our session now, not in h2o's exit hook (which prints "Closing connection")
+                _close_session_quietly()
             self._frames, self._projects, self._models = [], [], []
             self._connected_url = None
