@@ -47,7 +47,7 @@ public final class MbtMojoScorer {
         header.print("category\t" + m.getModelCategory() + "\n");
         header.print("preds\t" + npred + "\n");
         StringBuilder response = new StringBuilder("response\t" + enc(m.getResponseName()));
-        if (m.isSupervised() && m.getNumResponseClasses() > 1) {
+        if (m.isSupervised() && m.isClassifier()) {
             for (String level : m.getDomainValues(m.getResponseIdx())) {
                 response.append('\t').append(enc(level));
             }
