@@ -3,7 +3,7 @@
 #   postgres  system PostgreSQL 15 on :5432, provisioned by infra/postgres/init.sql + seed.py
 #   s3        SeaweedFS `weed mini` S3 on :8333 (buckets mbt-mlflow-artifacts, mbt-pipeline-artifacts)
 #   mlflow    MLflow tracking server on :5000 (PostgreSQL backend, proxied S3 artifacts)
-#   h2o       shared H2O server on :54321
+#   h2o       shared H2O cloud on :54321 (MBT_H2O_NODES=N: N JVMs with a flatfile, see stack/h2o.sh)
 #
 # Usage: scripts/stack.sh up|down|restart|status|logs [service...]
 #   up      start the services (and their dependencies) not yet healthy; no args = all defaults.
@@ -15,7 +15,7 @@
 #
 # Services are modules: scripts/stack/<svc>.sh defines svc_<svc>_health (quiet, 0 = healthy),
 # svc_<svc>_start (spawn with stack_spawn, do not wait), svc_<svc>_stop, svc_<svc>_url,
-# optionally svc_<svc>_timeout (seconds), svc_<svc>_provision (idempotent, runs after health on
+# optionally svc_<svc>_timeout (seconds), svc_<svc>_detail (extra text for `status`), svc_<svc>_provision (idempotent, runs after health on
 # every `up`) and STACK_DEPS[<svc>]="deps...". A new module is picked up automatically; add it to
 # STACK_DEFAULT in the module to include it in a bare `up`.
 set -euo pipefail
@@ -26,10 +26,15 @@ LOG_DIR=$STACK_DIR/logs
 PID_DIR=$STACK_DIR/pids
 mkdir -p "$LOG_DIR" "$PID_DIR"
 
+# MBT_* variables already in the environment win over stack.env (e.g. MBT_H2O_PORT, MBT_STACK_DIR
+# for a private cluster on spare ports, as tests/integration/test_h2o_cluster.py does).
+_mbt_env=$(export -p | grep -E '^declare -x MBT_[A-Z0-9_]+=' || true)
 set -a
 # shellcheck source=stack.env
 . "$ROOT/scripts/stack.env"
 set +a
+eval "$_mbt_env"
+unset _mbt_env
 
 declare -A STACK_DEPS=()
 STACK_DEFAULT="postgres s3 mlflow h2o"
@@ -112,7 +117,9 @@ cmd_status() {
     known "$s" || die "unknown service '$s' (known: $(all_services))"
     if "svc_${s}_health"; then state=up; else state=down; rc=3; fi
     pid=$(pid_of "$s"); alive "$s" || pid="-"
-    printf '%-10s %-5s pid=%-8s %s  log=%s\n' "$s" "$state" "$pid" "$("svc_${s}_url")" "$LOG_DIR/$s.log"
+    local detail=""
+    declare -F "svc_${s}_detail" >/dev/null && detail=" $("svc_${s}_detail")"
+    printf '%-10s %-5s pid=%-8s %s%s  log=%s\n' "$s" "$state" "$pid" "$("svc_${s}_url")" "$detail" "$LOG_DIR/$s.log"
   done
   return $rc
 }

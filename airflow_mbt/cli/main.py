@@ -31,6 +31,8 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     install_log_filter()
+    if verbose:  # H2O's own banners, warnings and progress bars (airflow_mbt/plugins/frameworks/h2o_output.py)
+        logging.getLogger("airflow_mbt.h2o").setLevel(logging.DEBUG)
 
 
 def main(argv: list[str] | None = None) -> int:

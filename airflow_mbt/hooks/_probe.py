@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def probe(url: str, service: str, *, auth: tuple[str, str | None] | None = None,
-          token: str | None = None, verify: bool = True, timeout: float = 5.0) -> tuple[bool, str]:
-    """GET ``url``; ``(True, message)`` on HTTP 2xx, else ``(False, reason)``. No secret in the text."""
+          token: str | None = None, verify: bool = True, timeout: float = 5.0,
+          describe: Callable[[bytes], str] | None = None) -> tuple[bool, str]:
+    """GET ``url``; ``(True, message)`` on HTTP 2xx, else ``(False, reason)``. No secret in the text.
+    ``describe(body)`` adds a summary of a 2xx response body to the message."""
     import base64
     import ssl
     import urllib.error
@@ -24,7 +28,10 @@ def probe(url: str, service: str, *, auth: tuple[str, str | None] | None = None,
         ctx.verify_mode = ssl.CERT_NONE
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
-            return True, f"{service} answered HTTP {resp.status} at {url}"
+            message = f"{service} answered HTTP {resp.status} at {url}"
+            if describe is not None:
+                message += f": {describe(resp.read())}"
+            return True, message
     except urllib.error.HTTPError as exc:
         return False, f"{service} answered HTTP {exc.code} at {url}"
     except (urllib.error.URLError, OSError) as exc:

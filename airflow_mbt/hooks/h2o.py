@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from airflow_mbt.hooks._base import ServiceHook
 from airflow_mbt.hooks._url import flag
 
@@ -48,9 +50,28 @@ class H2OHook(ServiceHook):
         return self.connect()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Ask the cluster for its status (``GET /3/Cloud``) without the h2o library."""
+        """Ask the cluster for its status (``GET /3/Cloud``) without the h2o library; the message
+        names the cloud, its size (nodes), health and version."""
         from airflow_mbt.hooks._probe import probe
 
         return probe(self.get_url() + "/3/Cloud", "H2O",
                      auth=(self.connection.login, self.connection.password) if self.connection.login else None,
-                     verify=flag(self.connection.extra_dejson, "verify_ssl", True))
+                     verify=flag(self.connection.extra_dejson, "verify_ssl", True), describe=describe_cloud)
+
+
+def cloud_status(body: bytes) -> dict:
+    """The fields of a ``/3/Cloud`` answer that say what the cluster is (name, size, health, version)."""
+    doc = json.loads(body)
+    return {"cloud_name": doc.get("cloud_name"), "cloud_size": int(doc.get("cloud_size") or 0),
+            "cloud_healthy": bool(doc.get("cloud_healthy")), "version": doc.get("version")}
+
+
+def describe_cloud(body: bytes) -> str:
+    """``cloud mbt-shared, cloud_size 2, healthy, version 3.46.0.11`` (or why the body is unusable)."""
+    try:
+        status = cloud_status(body)
+    except (ValueError, TypeError, AttributeError):
+        return "not an H2O /3/Cloud answer"
+    health = "healthy" if status["cloud_healthy"] else "NOT healthy"
+    return (f"cloud {status['cloud_name']}, cloud_size {status['cloud_size']}, {health}, "
+            f"version {status['version']}")

@@ -116,6 +116,13 @@ def test_mojo_predictions_in_a_fresh_process_equal_and_need_no_cluster(shared_cl
     here = fw.predict(fw.load(tmp_path / "model"), X, "binary_classification")
     assert list(here.columns) == ["prediction", "proba_0", "proba_1"]
     assert ((here["proba_1"] - 0.5).abs() > 0).all() and set(here["prediction"]) <= {"0", "1"}
+    # the long-lived scorer gives what h2o's own PredictCsv path gives (one JVM per call, CSV)
+    import h2o
+
+    ref = h2o.mojo_predict_pandas(X.reset_index(drop=True), mojo_zip_path=str(tmp_path / "model" / "model.zip"),
+                                  genmodel_jar_path=str(genmodel_jar()), verbose=False)
+    assert (here["prediction"].to_numpy() == ref["predict"].astype(str).to_numpy()).all()
+    assert here["proba_1"].to_numpy() == pytest.approx(ref["p1"].to_numpy(), abs=1e-12)
     X.to_parquet(tmp_path / "X.parquet")
     script = (
         "import sys, pandas as pd\n"

@@ -7,17 +7,21 @@ Cluster (target ``h2o`` section):
   shared server's 54321) with a bounded heap (``max_mem_size``, default ``2g``); if an H2O of the
   same version already answers there it is reused and left running.
 
-Training uploads the features + label (classification labels as a factor), runs ``H2OAutoML``
-with the config keys (``max_runtime_secs``, ``max_models``, ``sort_metric``, ``seed``,
-``nfolds``, ``exclude_algos``, ...) and saves the leader with ``download_mojo``. Prediction needs
-no cluster: ``h2o.mojo_predict_pandas`` with the ``h2o.jar`` of the installed package as the
-genmodel jar, so serving works in any process. ``cleanup()`` removes from the cluster every key
-this framework instance created (frames, AutoML project, leaderboard models and their CV
-artifacts) and shuts down only a JVM it started itself.
+Training writes the features + label to a CSV file (pyarrow's multi-threaded writer) that the
+cluster parses in parallel (``h2o.upload_file``; classification labels as a factor), runs
+``H2OAutoML`` with the config keys (``max_runtime_secs``, ``max_models``, ``sort_metric``,
+``seed``, ``nfolds``, ``exclude_algos``, ...) and saves the leader with ``download_mojo``.
+Prediction needs no cluster: one long-lived JVM per loaded MOJO (``h2o_scorer.MojoScorer``, the
+genmodel classes of the installed package's ``h2o.jar``), so serving works in any process.
+``cleanup()`` removes from the cluster every key this framework instance created (frames, AutoML
+project, leaderboard models and their CV artifacts), stops the scorers it started and shuts down
+only a JVM it started itself. What h2o prints goes to the ``airflow_mbt.h2o`` logger at DEBUG
+(``h2o_output``; shown with ``mbt -v``).
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 import logging
@@ -30,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mbt.errors import InfraError, MBTInputError
 from airflow_mbt.plugins.base import Framework
+from airflow_mbt.plugins.frameworks.h2o_output import chatty, h2o_output
+from airflow_mbt.plugins.frameworks.h2o_scorer import MojoScorer
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,7 +58,6 @@ SORT_METRICS = {
     "regression": _COMMON_SORT + ("MAE", "RMSLE"),
 }
 AUTOML_ID = re.compile(r"AutoML_\d+_\d+_\d+")
-MOJO_JAVA_OPTIONS = "-Xmx1g -XX:ReservedCodeCacheSize=128m"
 
 
 @dataclass
@@ -73,6 +78,7 @@ class H2OMojo:
 
     path: Path
     info: dict
+    scorer: MojoScorer | None = field(default=None, repr=False, compare=False)
 
 
 def genmodel_jar() -> Path:
@@ -110,11 +116,24 @@ def _wait_reachable(url: str, seconds: float) -> bool:
 def _attach(h2o, url: str, port: int) -> None:
     """Connect to an H2O someone else started on the local port (left running at cleanup)."""
     try:
-        h2o.connect(url=url, verbose=False)
+        h2o.connect(url=url, verbose=chatty())
     except Exception as exc:  # noqa: BLE001 - another program or another H2O version
         raise InfraError("H2O", f"port {port} is taken by something that is not a usable H2O "
                                 f"({type(exc).__name__})", hint="set h2o.port to a free port") from None
     log.info("using the H2O already running on %s", url)
+
+
+def _close_session_quietly() -> None:
+    """End the h2o client's session (if still open) with its output captured."""
+    import h2o
+
+    with h2o_output():
+        conn = h2o.connection()
+        if conn is not None and conn.connected:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - the server may be gone at exit
+                pass
 
 
 def _h2o_error(exc: Exception, url: str | None) -> Exception:
@@ -165,7 +184,7 @@ def automl_options(config: dict, problem_type: str | None = None) -> dict:
 
 class H2OAutoMLFramework(Framework):
     name = "h2o_automl"
-    predict_batch_rows = 1_000_000  # the predict step's minimum chunk: each MOJO call starts a JVM
+    predict_batch_rows = 0  # any chunk size: the MOJO scorer JVM lives across chunks
 
     def __init__(self, runtime):
         super().__init__(runtime)
@@ -174,6 +193,7 @@ class H2OAutoMLFramework(Framework):
         self._frames: list[str] = []
         self._projects: list[str] = []
         self._models: list[str] = []
+        self._scorers: list[MojoScorer] = []
 
     # ---- cluster ---------------------------------------------------------------------------
     def _settings(self) -> dict:
@@ -182,10 +202,15 @@ class H2OAutoMLFramework(Framework):
     def connect(self) -> str:
         """Attach the h2o client to the target's cluster (starting a private JVM in local mode);
         returns the cluster URL."""
-        import h2o
-
         if self._connected_url:
             return self._connected_url
+        with h2o_output():
+            return self._connect()
+
+    def _connect(self) -> str:
+        import h2o
+
+        verbose = chatty()
         sec = self._settings()
         if sec.get("conn_id") or sec.get("url"):
             if sec.get("conn_id"):
@@ -193,7 +218,8 @@ class H2OAutoMLFramework(Framework):
 
                 kwargs = H2OHook(sec["conn_id"]).connect_kwargs()
             else:
-                kwargs = {"url": str(sec["url"]).rstrip("/"), "verbose": False}
+                kwargs = {"url": str(sec["url"]).rstrip("/")}
+            kwargs["verbose"] = verbose
             url = kwargs["url"]
             if not _reachable(url):
                 raise InfraError("H2O", f"no H2O cluster answers at {url}",
@@ -222,7 +248,7 @@ class H2OAutoMLFramework(Framework):
                 try:
                     h2o.init(ip="127.0.0.1", port=port, max_mem_size=heap,
                              name=str(sec.get("name") or f"mbt_{uuid.uuid4().hex[:8]}"),
-                             nthreads=int(sec.get("nthreads", -1)), as_port=True, verbose=False,
+                             nthreads=int(sec.get("nthreads", -1)), as_port=True, verbose=verbose,
                              strict_version_check=True)
                 except Exception as exc:  # noqa: BLE001 - java missing, port busy, ...
                     # another process may have started a JVM on this port at the same moment
@@ -233,17 +259,27 @@ class H2OAutoMLFramework(Framework):
                 else:
                     self._started = True
                     log.info("started a local H2O JVM on %s (heap %s)", url, heap)
-        h2o.no_progress()
+        if verbose:
+            h2o.show_progress()
+        else:
+            h2o.no_progress()
+            # runs before h2o's own exit hook (atexit is LIFO), which would print "Closing connection"
+            atexit.unregister(_close_session_quietly)
+            atexit.register(_close_session_quietly)
         self._connected_url = url
         return url
 
     # ---- training --------------------------------------------------------------------------
     def train(self, X: "pd.DataFrame", y: "pd.Series", problem_type: str, config: dict, ctx) -> H2OTrained:
+        options = automl_options(config, problem_type)
+        self.connect()
+        with h2o_output():
+            return self._train(X, y, problem_type, options, ctx)
+
+    def _train(self, X: "pd.DataFrame", y: "pd.Series", problem_type: str, options: dict, ctx) -> H2OTrained:
         from h2o.automl import H2OAutoML
         from h2o.exceptions import H2OError
 
-        options = automl_options(config, problem_type)
-        self.connect()
         run = re.sub(r"[^A-Za-z0-9_]", "_", getattr(ctx, "run_id", "run"))
         project = str(options.pop("project_name", None) or f"mbt_{run}_{uuid.uuid4().hex[:6]}")
         classification = problem_type != "regression"
@@ -267,14 +303,27 @@ class H2OAutoMLFramework(Framework):
                           problem_type=problem_type, model_ids=model_ids, response_levels=[str(v) for v in levels])
 
     def _upload(self, X: "pd.DataFrame", y: "pd.Series", classification: bool, key: str):
-        """Features + label as an H2OFrame (the label a factor for classification)."""
-        import h2o
+        """Features + label as an H2OFrame (the label a factor for classification): a CSV file
+        written by pyarrow, sent with ``upload_file`` and parsed by the cluster in parallel
+        (``H2OFrame(pandas)`` formats every value in Python, single-threaded)."""
+        import tempfile
 
-        frame = X.reset_index(drop=True).copy()
-        frame[LABEL] = [str(v) for v in y] if classification else y.astype("float64").to_numpy()
+        import h2o
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        frame = X.reset_index(drop=True)
+        label = y.astype(str).to_numpy() if classification else y.astype("float64").to_numpy()
+        table = pa.Table.from_pandas(frame, preserve_index=False).append_column(LABEL, pa.array(label))
         types = {c: ("enum" if frame[c].dtype == object else "real") for c in X.columns}
         types[LABEL] = "enum" if classification else "real"
-        train_frame = h2o.H2OFrame(frame, destination_frame=key, column_types=types)
+        with tempfile.TemporaryDirectory(prefix="mbt-h2o-") as tmp:
+            path = Path(tmp) / f"{key}.csv"
+            pacsv.write_csv(table, path)
+            del table
+            train_frame = h2o.upload_file(str(path), destination_frame=key, header=1,
+                                          col_names=list(X.columns) + [LABEL],
+                                          col_types=[types[c] for c in list(X.columns) + [LABEL]])
         self._frames.append(train_frame.frame_id)
         if classification and train_frame.types.get(LABEL) != "enum":
             train_frame[LABEL] = train_frame[LABEL].asfactor()
@@ -282,6 +331,10 @@ class H2OAutoMLFramework(Framework):
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, model: H2OTrained, directory: Path) -> None:
+        with h2o_output():
+            self._save(model, directory)
+
+    def _save(self, model: H2OTrained, directory: Path) -> None:
         import h2o
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -306,37 +359,37 @@ class H2OAutoMLFramework(Framework):
 
     # ---- scoring ---------------------------------------------------------------------------
     def predict(self, model: H2OMojo, X: "pd.DataFrame", problem_type: str) -> "pd.DataFrame":
-        import h2o
+        import numpy as np
         import pandas as pd
 
         from airflow_mbt.ml.metrics import proba_column
 
         if not isinstance(model, H2OMojo):
             raise TypeError("h2o_automl predicts from a loaded MOJO (framework.load(directory))")
-        raw = h2o.mojo_predict_pandas(X.reset_index(drop=True), mojo_zip_path=str(model.path),
-                                      genmodel_jar_path=str(genmodel_jar()), java_options=MOJO_JAVA_OPTIONS,
-                                      verbose=False)
-        if len(raw) != len(X):
-            raise InfraError("H2O", f"MOJO scoring returned {len(raw)} rows for {len(X)} inputs")
+        if model.scorer is None or not model.scorer.alive:  # one JVM per loaded MOJO, reused
+            model.scorer = MojoScorer(model.path)
+            self._scorers.append(model.scorer)
+        raw = model.scorer.score(X)
         out = pd.DataFrame(index=X.index)
         if problem_type == "regression":
-            out["prediction"] = raw["predict"].astype("float64").to_numpy()
+            out["prediction"] = raw[:, 0]
             return out
-        out["prediction"] = raw["predict"].astype(str).to_numpy()
-        levels = model.info.get("response_levels") or []
-        for col in raw.columns:
-            col = str(col)
-            if col == "predict" or col.startswith("cal_"):
-                continue
-            level = col
-            if col not in levels and re.fullmatch(r"p\d+", col) and int(col[1:]) < len(levels):
-                level = levels[int(col[1:])]  # PredictCsv names class probabilities p0, p1, ...
-            out[proba_column(level)] = raw[col].astype("float64").to_numpy()
+        levels = model.scorer.header.levels or [str(v) for v in model.info.get("response_levels") or []]
+        if raw.shape[1] < len(levels) + 1:
+            raise InfraError("H2O", f"MOJO {model.path.name} returned {raw.shape[1]} values per row for "
+                                    f"{len(levels)} classes")
+        out["prediction"] = np.asarray(levels, dtype=object)[raw[:, 0].astype(np.int64)]
+        for i, level in enumerate(levels):  # score0: [label index, p(level 0), p(level 1), ...]
+            out[proba_column(level)] = raw[:, i + 1]
         return out
 
     def feature_importance(self, model: Any) -> dict[str, float]:
         if isinstance(model, H2OMojo):
             return dict(model.info.get("feature_importance") or {})
+        with h2o_output():
+            return self._feature_importance(model)
+
+    def _feature_importance(self, model: H2OTrained) -> dict[str, float]:
         import h2o
 
         candidates = [model.leader] + [h2o.get_model(mid) for mid in model.model_ids[1:6]]
@@ -364,9 +417,17 @@ class H2OAutoMLFramework(Framework):
         return [k for k in keys if any(m in k for m in markers)]
 
     def cleanup(self) -> None:
-        """Remove this run's keys from the cluster; shut down the JVM only if we started it."""
+        """Stop the MOJO scorers; remove this run's keys from the cluster; shut down the JVM only
+        if we started it."""
+        for scorer in self._scorers:
+            scorer.close()
+        self._scorers = []
         if not self._connected_url:
             return
+        with h2o_output():
+            self._cleanup()
+
+    def _cleanup(self) -> None:
         import h2o
 
         try:
@@ -390,5 +451,7 @@ class H2OAutoMLFramework(Framework):
                 except Exception:  # noqa: BLE001 - the JVM may already be gone
                     log.warning("H2O shutdown failed", exc_info=True)
                 self._started = False
+            else:  # end our session now, not in h2o's exit hook (which prints "Closing connection")
+                _close_session_quietly()
             self._frames, self._projects, self._models = [], [], []
             self._connected_url = None
