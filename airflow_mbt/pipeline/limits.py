@@ -18,7 +18,7 @@ Non-finite numbers (``.nan``, ``.inf``, ``1e999``) are rejected everywhere: the 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from airflow_mbt.errors import MBTInputError
 
@@ -53,8 +53,8 @@ def number_problem(value: Any) -> str | None:
     return None
 
 
-def first_bad_number(value: Any, path: tuple = ()) -> tuple[tuple, str] | None:
-    """The path and problem of the first number in a nested value that JSON cannot hold."""
+def leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """(path, scalar) of every non-container value, in document order, without recursion."""
     stack: list[tuple[tuple, Any]] = [(path, value)]
     while stack:
         where, item = stack.pop()
@@ -63,9 +63,15 @@ def first_bad_number(value: Any, path: tuple = ()) -> tuple[tuple, str] | None:
         elif isinstance(item, list):
             stack.extend((where + (i,), v) for i, v in reversed(list(enumerate(item))))
         else:
-            problem = number_problem(item)
-            if problem:
-                return where, problem
+            yield where, item
+
+
+def first_bad_number(value: Any, path: tuple = ()) -> tuple[tuple, str] | None:
+    """The path and problem of the first number in a nested value that JSON cannot hold."""
+    for where, item in leaves(value, path):
+        problem = number_problem(item)
+        if problem:
+            return where, problem
     return None
 
 

@@ -22,6 +22,7 @@ import re
 from typing import Any, Callable
 
 from airflow_mbt.errors import MBTInputError
+from airflow_mbt.pipeline.limits import leaves
 
 CREDENTIAL_KEY = re.compile(r"password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential",
                             re.I)
@@ -85,12 +86,6 @@ def _is_literal(item: Any) -> bool:
 
 def check_rendered_urls(value: Any, error_at: ErrorAt, path: tuple = ()) -> None:
     """The URL check on a rendered document (templates resolved; secret refs are dicts)."""
-    stack: list[tuple[tuple, Any]] = [(path, value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((where + (k,), v) for k, v in reversed(list(item.items())))
-        elif isinstance(item, list):
-            stack.extend((where + (i,), v) for i, v in reversed(list(enumerate(item))))
-        elif isinstance(item, str) and url_has_credentials(item):
+    for where, item in leaves(value, path):
+        if isinstance(item, str) and url_has_credentials(item):
             raise _url_error(where, error_at)

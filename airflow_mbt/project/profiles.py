@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from airflow_mbt.constants import ExecutorType
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.manifest import SECRET_KEY
 from airflow_mbt.pipeline.limits import check_numbers
@@ -156,7 +157,7 @@ def require_secrets(target: ResolvedTarget, env: Mapping[str, str] | None = None
     """
     import os
 
-    if (target.section.get("executor") or {}).get("type", "local") != "local":
+    if (target.section.get("executor") or {}).get("type", ExecutorType.LOCAL) != ExecutorType.LOCAL:
         return
     env = os.environ if env is None else env
     body = target.doc.value[target.profile]
