@@ -39,11 +39,11 @@ def pipeline_not_found(project: Project, name: str, field: str | None = None) ->
 def _not_a_folder(project: Project, name: str, doc: Located | None = None, where: tuple = ()) -> None:
     path = project.pipeline_path(name)
     if path.exists() and not path.is_file():
-        message = f"{project.relative(path)} is {'a folder' if path.is_dir() else 'not a regular file'}, not a pipeline file"
+        message = f"{'a folder' if path.is_dir() else 'not a regular file'}, not a pipeline file"
         hint = f"pipelines are files: rename the folder or remove it, and write {project.relative(path)}"
         if doc is not None:
-            raise doc.error(where, message, hint=hint)
-        raise MBTInputError(message, file=project.relative(path), hint=hint)
+            raise doc.error(where, f"{project.relative(path)} is {message}", hint=hint)
+        raise MBTInputError(message, file=project.relative(path), field=None, hint=hint)
 
 
 def _load_with_bases(project: Project, name: str, chain: tuple[str, ...] = ()) -> Located:
@@ -51,7 +51,8 @@ def _load_with_bases(project: Project, name: str, chain: tuple[str, ...] = ()) -
     if doc.value is None:
         raise doc.error((), "the pipeline file is empty", hint="see `mbt init` for an example pipeline")
     if not isinstance(doc.value, dict):
-        raise doc.error((), "a pipeline file must be a mapping of sections (project:, training:, ...)")
+        raise doc.error((), "a pipeline file must be a mapping of sections (project:, training:, ...)",
+                        hint="start with `schema_version: 1` and `project:`; see `mbt init` for an example")
     base = doc.value.get("base_pipeline")
     if base is None:
         return doc

@@ -94,7 +94,7 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return path, f"value {inst!r} must be {op} {error.validator_value}", schema.get("description")
     if v in ("minLength", "minItems"):
-        return path, "must not be empty", None
+        return path, "must not be empty", "write a value, or remove the key where a default exists"
     if v in ("anyOf", "oneOf"):
         return path, f"invalid value {inst!r}", schema.get("description")
     return path, error.message, None

@@ -14,6 +14,7 @@ expansion, integer digits, non-finite numbers) hold; see ``yaml_guard.py``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,12 @@ def dotted(path: tuple) -> str:
 def display_path(path: Path, base: Path | None = None) -> str:
     """A short path for messages: relative to ``base`` (the project dir) when possible."""
     if base is not None:
-        try:
-            return str(Path(path).resolve().relative_to(Path(base).resolve()))
-        except ValueError:
-            pass
+        for mine, theirs in ((Path(os.path.abspath(path)), Path(os.path.abspath(base))),
+                             (Path(path).resolve(), Path(base).resolve())):  # lexical first: a symlink keeps its name
+            try:
+                return str(mine.relative_to(theirs))
+            except ValueError:
+                pass
     return str(path)
 
 

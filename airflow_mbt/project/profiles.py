@@ -49,10 +49,12 @@ def load_profiles(project: Project) -> Located:
     if doc.value is None:
         raise doc.error((), "profiles.yaml is empty", hint="see `mbt init` for an example with dev and prod targets")
     if not isinstance(doc.value, dict):
-        raise doc.error((), "profiles.yaml must map profile names to profiles")
+        raise doc.error((), "profiles.yaml must map profile names to profiles",
+                        hint="e.g. `my-project:` with `target: dev` and `outputs:` under it (see `mbt init`)")
     for name, profile in doc.value.items():
         if not isinstance(profile, dict):
-            raise doc.error((name,), f"profile {name!r} must be a mapping (target:, outputs:, ...)")
+            raise doc.error((name,), f"profile {str(name)[:60]!r} must be a mapping (target:, outputs:, ...)",
+                            hint="indent `target:` and `outputs:` under the profile name")
     return doc
 
 
@@ -77,7 +79,8 @@ def select_target(doc: Located, profile: str, target: str | None = None) -> str:
     if not isinstance(outputs, dict) or not outputs:
         # the schema explains best (missing `outputs`, a misspelt key, a wrong type)
         validate(Located({profile: body}, doc.locs, doc.file), SCHEMA_PATH, "profiles file")
-        raise doc.error((profile, "outputs"), "outputs must map target names to targets")
+        raise doc.error((profile, "outputs"), "outputs must map target names to targets",
+                        hint="e.g. `outputs:` with `dev: {storage: ..., data_connector: ..., mlflow: ...}` under it")
     names = [str(n) for n in outputs]
     if target is None:
         target = body.get("target")
