@@ -81,7 +81,7 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
     if v == "enum":
         choices = error.validator_value
         if len(choices) == 1:
-            return path, f"must be {choices[0]!r}, got {inst!r}", None
+            return path, f"must be {choices[0]!r}, got {inst!r}", f"write {choices[0]!r} (the only value allowed here)"
         return path, f"invalid value {inst!r}", _choices_hint(inst, choices)
     if v == "type":
         want = error.validator_value

@@ -24,6 +24,8 @@ from airflow_mbt.pipeline import limits
 
 SYNTAX_HINT = "check indentation, colons and quotes around this position"
 _NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+# libyaml when present (10x faster; the same events, nodes and marks), else the pure-Python parser
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _err(message: str, shown: str, at: tuple | None, hint: str, field: str | None = None) -> MBTInputError:
@@ -98,6 +100,10 @@ def syntax_error(exc: yaml.YAMLError, shown: str) -> MBTInputError:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own limit, met while it reads ahead
+            return MBTInputError(f"nested deeper than {limits.MAX_DEPTH} levels (the limit)", file=shown,
+                                 line=mark.line + 1 if mark else 1, col=mark.column + 1 if mark else 1,
+                                 hint="flatten the structure; configuration needs only a few levels")
         return MBTInputError(f"YAML syntax error: {problem}", file=shown, line=mark.line + 1 if mark else 1,
                              col=mark.column + 1 if mark else 1, hint=SYNTAX_HINT)
     return MBTInputError("YAML syntax error", file=shown, line=1, col=1, hint=SYNTAX_HINT)
@@ -115,7 +121,7 @@ def prescan(text: str, shown: str) -> None:
         return MBTInputError(message, file=shown, line=mark.line + 1, col=mark.column + 1, hint=hint)
 
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=LOADER):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 values += 1

@@ -105,7 +105,7 @@ class _Builder:
         text = yaml_guard.read_confined(path, self.root, shown, where, self._budget)
         yaml_guard.prescan(text, shown)
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=yaml_guard.LOADER)
         except yaml.YAMLError as exc:
             raise yaml_guard.syntax_error(exc, shown) from None
         locs = {} if locs is None else locs

@@ -109,7 +109,7 @@ def test_hostile_input(case: Case, template, tmp_path, capsys, monkeypatch, plan
     project = make_project(template, tmp_path, case.files)
     code, out, err = run_cli(["--project-dir", str(project), *shlex.split(case.args)], capsys)
     assert code == case.code, (out, err)
-    assert "Traceback" not in err and "unexpected" not in err
+    assert "Traceback" not in err and "error: unexpected " not in err
     assert sum(line.startswith(("error:", "warning:")) for line in err.splitlines()) == 1, err
     assert "\n  hint: " in err, err
     head = err.splitlines()[0]
