@@ -18,7 +18,8 @@ Non-finite numbers (``.nan``, ``.inf``, ``1e999``) are rejected everywhere: the 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from airflow_mbt.errors import MBTInputError
 
@@ -75,7 +76,7 @@ def first_bad_number(value: Any, path: tuple = ()) -> tuple[tuple, str] | None:
     return None
 
 
-def check_numbers(value: Any, error_at: Callable[[tuple, str, "str | None"], MBTInputError]) -> None:
+def check_numbers(value: Any, error_at: Callable[[tuple, str, str | None], MBTInputError]) -> None:
     """Raise ``error_at(path, message, hint)`` at the first non-finite or oversized number."""
     bad = first_bad_number(value)
     if bad:

@@ -48,7 +48,9 @@ def estimator_class(name: str, problem_type: str) -> type | None:
     module = MODULE_OF.get(name)
     if module is not None:
         return getattr(importlib.import_module(module), name, None)
-    from sklearn.utils import all_estimators  # slow: only for names outside the common list
+    from sklearn.utils import (
+        all_estimators,  # slow: only for names outside the common list
+    )
 
     return dict(all_estimators(type_filter=_family(problem_type))).get(name)
 
@@ -63,7 +65,10 @@ def value_problem(cls: type, key: str, value: Any, default: Any) -> str | None:
     constraints = getattr(cls, "_parameter_constraints", None)
     if isinstance(constraints, dict) and key in constraints:
         try:
-            from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+            from sklearn.utils._param_validation import (
+                InvalidParameterError,
+                validate_parameter_constraints,
+            )
         except ImportError:  # pragma: no cover - older or newer sklearn: the heuristic below
             pass
         else:
@@ -89,7 +94,8 @@ def check_sklearn_config(doc: Located, problem_type: str, config: dict) -> None:
 
         names = [n for n, _ in all_estimators(type_filter=_family(problem_type))]
         raise doc.error(BASE + ("model",), f"{name!r} is not a scikit-learn {_family(problem_type)}",
-                        hint=suggest(name, names) or f"e.g. model: {DEFAULT_MODEL.get(problem_type, 'RandomForestClassifier')}")
+                        hint=suggest(name, names)
+                        or f"e.g. model: {DEFAULT_MODEL.get(problem_type, 'RandomForestClassifier')}")
     params = _parameters(cls)
     for key, value in config.items():
         if key in FRAMEWORK_KEYS:

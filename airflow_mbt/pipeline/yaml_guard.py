@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -144,7 +144,8 @@ def prescan(text: str, shown: str) -> None:
                     done[event.anchor] = (1, len(event.value))
             elif isinstance(event, yaml.AliasEvent):
                 if event.anchor in open_:
-                    raise fail(event, f"recursive alias *{event.anchor}: it refers to itself (the value that contains it)",
+                    raise fail(event, f"recursive alias *{event.anchor}: it refers to itself "
+                                      "(the value that contains it)",
                                f"an alias can only repeat a finished value; remove *{event.anchor} here")
                 if event.anchor not in done:
                     raise fail(event, f"undefined alias *{event.anchor}",

@@ -19,13 +19,14 @@ may hold one). Messages never repeat the value.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.pipeline.limits import leaves
 
 CREDENTIAL_KEY = re.compile(r"password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential",
-                            re.I)
+                            re.IGNORECASE)
 REFERENCE_KEYS = frozenset({"secrets", "connection_secrets"})
 SECRET_TEMPLATE = re.compile(r"^\s*\{\{\s*secret\s*\(\s*(['\"])[A-Za-z_][A-Za-z0-9_]*\1\s*\)\s*\}\}\s*$")
 _URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://((?:\{\{.*?\}\}|[^/?#@\s{])*)@")

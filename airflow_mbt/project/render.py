@@ -206,7 +206,8 @@ def _vars_mapping(item: str, text: str) -> dict:
     except yaml.YAMLError:
         data = None
     if not isinstance(data, dict):
-        raise _vars_error(f"cannot parse {item[:80]!r} as a YAML mapping", "use --vars key=value or --vars '{key: value}'")
+        raise _vars_error(f"cannot parse {item[:80]!r} as a YAML mapping",
+                          "use --vars key=value or --vars '{key: value}'")
     return {str(k): v for k, v in data.items()}
 
 

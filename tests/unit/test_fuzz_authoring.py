@@ -46,7 +46,8 @@ INTERESTING = ["", " ", "sklearn", "h2o_automl", "regression", "multiclass_class
 KEYS = ["password", "api_key", "token", "model", "max_iter", "C", "path", "base_path", "x", "<<", "tables",
         "framework", "config", "seed", "test_size", "classes", "positive_class", "label_column", "steps"]
 SPLICES = ["&a ", "*a", "<<: *a\n", "!include ../fragments/x.yaml", "!include /dev/zero", "\t", "\n---\n",
-           "[", "{", ": ", "- ", "'", '"', "\x00", "\ufeff", "? ", "!!python/object:os.system ", "&a [*a]", "%YAML 1.1\n"]
+           "[", "{", ": ", "- ", "'", '"', "\x00", "\ufeff", "? ", "!!python/object:os.system ", "&a [*a]",
+           "%YAML 1.1\n"]
 
 scalars = (st.none() | st.booleans() | st.integers(-(10 ** 30), 10 ** 30) | st.floats(allow_nan=True)
            | st.text(max_size=12) | st.sampled_from(INTERESTING))

@@ -11,7 +11,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hostile_cases import CASES, PIPE, PLANTED_ENV, PLANTED_SECRET, PROFILES, SERVING, Case, Dir, Fifo, Symlink
+from hostile_cases import (
+    CASES,
+    PIPE,
+    PLANTED_ENV,
+    PLANTED_SECRET,
+    PROFILES,
+    SERVING,
+    Case,
+    Dir,
+    Fifo,
+    Symlink,
+)
 
 from airflow_mbt.cli.main import main
 from airflow_mbt.scaffold.project_init import init_project
