@@ -54,8 +54,9 @@ def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | Non
 def _csv_header(path: Path) -> list[str] | None:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            return next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError):
+            line = fh.readline(64 * 1024)  # a header line; never the whole of a file without newlines
+        return next(csv.reader([line]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
         return None
 
 
