@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 from airflow_mbt.cli.context import names_of, project_of, target_of, vars_of
@@ -75,12 +77,48 @@ def cmd_validate(args) -> int:
     return _each(names, one, explicit=bool(args.names))
 
 
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                 errno.ENAMETOOLONG}
+
+
+def write_manifest(project, name: str, manifest) -> None:
+    """Write ``target/<name>/manifest.json``; what the user can fix (a file where a folder should
+    be, no permission, a read-only disk, an oversized manifest) is an input error naming the path."""
+    from airflow_mbt.pipeline.limits import MAX_MANIFEST_BYTES
+
+    path = project.manifest_path(name)
+    shown = project.relative(path)
+    size = len(manifest.to_json().encode("utf-8"))
+    if size > MAX_MANIFEST_BYTES:
+        raise MBTInputError(f"the compiled manifest is {size} bytes, over the limit of {MAX_MANIFEST_BYTES}",
+                            file=manifest.data["pipeline"]["source_file"], line=1, col=1,
+                            hint="the pipeline holds too much data (long lists or text); keep data in tables")
+    for folder in (path.parent.parent, path.parent):
+        if folder.exists() and not folder.is_dir():
+            raise MBTInputError(f"{project.relative(folder)} is a file, but mbt writes manifests into a folder there",
+                                file=project.relative(folder), hint=f"move the file away; mbt creates {shown}")
+    if path.is_dir():
+        raise MBTInputError(f"{shown} is a folder, not a file", file=shown, hint="remove the folder and compile again")
+    try:
+        manifest.write(path)
+    except OSError as exc:
+        if exc.errno not in _INPUT_ERRNOS:
+            raise
+        raise MBTInputError(f"cannot write {shown} ({os.strerror(exc.errno)})", file=shown,
+                            hint="make target/ writable by this user (or remove a read-only target/ folder)") from None
+
+
 def compile_one(project, name: str, target, variables: dict):
-    """Compile and write ``target/<name>/manifest.json``; returns the manifest."""
+    """Compile and write ``target/<name>/manifest.json``; returns the manifest.
+
+    Secrets that the target needs (local executor) must be set here: the steps read them."""
     from airflow_mbt.pipeline.compiler import compile_pipeline
+    from airflow_mbt.project.profiles import require_secrets
 
     manifest = compile_pipeline(project, name, target, variables)
-    manifest.write(project.manifest_path(name))
+    framework = manifest.data["config"]["training"]["model_training"]["framework"]
+    require_secrets(target, skip=("manifests",) + (() if framework == "h2o_automl" else ("h2o",)))
+    write_manifest(project, name, manifest)
     return manifest
 
 

@@ -81,7 +81,7 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
     if v == "enum":
         choices = error.validator_value
         if len(choices) == 1:
-            return path, f"must be {choices[0]!r}, got {inst!r}", None
+            return path, f"must be {choices[0]!r}, got {inst!r}", f"write {choices[0]!r} (the only value allowed here)"
         return path, f"invalid value {inst!r}", _choices_hint(inst, choices)
     if v == "type":
         want = error.validator_value
@@ -94,7 +94,7 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return path, f"value {inst!r} must be {op} {error.validator_value}", schema.get("description")
     if v in ("minLength", "minItems"):
-        return path, "must not be empty", None
+        return path, "must not be empty", "write a value, or remove the key where a default exists"
     if v in ("anyOf", "oneOf"):
         return path, f"invalid value {inst!r}", schema.get("description")
     return path, error.message, None

@@ -2,10 +2,10 @@
 
 Every check raises ``MBTInputError`` located at the offending field.
 
-sklearn models are checked without importing sklearn: ``model`` (optional; the framework has a
-default) must be an identifier; a name
-that is not in ``SKLEARN_MODELS`` but close to one is reported as a typo (did-you-mean), any
-other identifier is accepted and ``train_model`` fails clearly if sklearn has no such estimator.
+sklearn models: ``model`` (optional; the framework has a default) must be an identifier; a name
+that is not in ``SKLEARN_MODELS`` but close to one is reported as a typo (did-you-mean) without
+importing sklearn; then ``sklearn_check`` (sklearn imported lazily, for sklearn pipelines only)
+checks the estimator exists and its parameters against its signature and constraints.
 """
 
 from __future__ import annotations
@@ -158,23 +158,29 @@ def check_framework(doc: Located, problem_type: str) -> None:
                 raise doc.error(base + ("config", key), f"expected an integer, got {config[key]!r}",
                                 hint="write a whole number without quotes")
     if framework == "sklearn":
-        family = "regression" if problem_type == "regression" else "classification"
-        if "model" not in config:
-            return  # the framework picks a default estimator
-        model = config["model"]
-        path = base + ("config", "model")
-        if not isinstance(model, str) or not IDENTIFIER.match(model):
-            raise doc.error(path, f"`model` must be an estimator class name, got {model!r}",
-                            hint=f"e.g. model: {SKLEARN_MODELS[family][0]}")
-        if model in SKLEARN_MODELS[family]:
-            return
-        other = "classification" if family == "regression" else "regression"
-        if model in SKLEARN_MODELS[other]:
-            raise doc.error(path, f"{model} is a {other} estimator but problem_type is {problem_type}",
-                            hint=f"e.g. model: {SKLEARN_MODELS[family][0]}")
-        close = suggest(model, SKLEARN_MODELS[family])
-        if close:
-            raise doc.error(path, f"unknown sklearn estimator {model!r}", hint=close)
+        if "model" in config:
+            _check_sklearn_model(doc, problem_type, config["model"])
+        from airflow_mbt.pipeline.sklearn_check import check_sklearn_config
+
+        check_sklearn_config(doc, problem_type, config)
+
+
+def _check_sklearn_model(doc: Located, problem_type: str, model) -> None:
+    """The cheap checks of ``model`` (no sklearn import): an identifier of the right family."""
+    family = "regression" if problem_type == "regression" else "classification"
+    path = ("training", "model_training", "config", "model")
+    if not isinstance(model, str) or not IDENTIFIER.match(model):
+        raise doc.error(path, f"`model` must be an estimator class name, got {str(model)[:60]!r}",
+                        hint=f"e.g. model: {SKLEARN_MODELS[family][0]}")
+    if model in SKLEARN_MODELS[family]:
+        return
+    other = "classification" if family == "regression" else "regression"
+    if model in SKLEARN_MODELS[other]:
+        raise doc.error(path, f"{model} is a {other} estimator but problem_type is {problem_type}",
+                        hint=f"e.g. model: {SKLEARN_MODELS[family][0]}")
+    close = suggest(model, SKLEARN_MODELS[family])
+    if close:
+        raise doc.error(path, f"unknown sklearn estimator {model!r}", hint=close)
 
 
 def check_columns(doc: Located) -> None:

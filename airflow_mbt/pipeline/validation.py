@@ -17,7 +17,8 @@ from airflow_mbt.pipeline.defaults import with_defaults
 from airflow_mbt.pipeline.loading import load_pipeline
 from airflow_mbt.pipeline.schema_check import suggest, validate
 from airflow_mbt.pipeline.yaml_loader import Located
-from airflow_mbt.project.root import Project
+from airflow_mbt.project.paths import check_pipeline_path
+from airflow_mbt.project.root import Project, check_pipeline_name
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
 
@@ -36,6 +37,7 @@ class ValidatedPipeline:
 
 def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | None = None,
                       env: Mapping[str, str] | None = None) -> ValidatedPipeline:
+    check_pipeline_name(name)
     if name.startswith("_"):
         raise MBTInputError(f"{name!r} is a base pipeline (its name starts with '_')",
                             file=project.relative(project.pipeline_path(name)),
@@ -43,6 +45,8 @@ def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | Non
     doc = load_pipeline(project, name, vars, env)
     validate(doc, SCHEMA_PATH, what="pipeline")
     semantics.check(doc, name)
+    output = ("serving", "output", "path")
+    check_pipeline_path(semantics._get(doc.value, *output), output, project.root, doc.error)
     return ValidatedPipeline(name=name, doc=doc, config=with_defaults(doc.value),
                              source_file=project.relative(project.pipeline_path(name)))
 
@@ -50,8 +54,9 @@ def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | Non
 def _csv_header(path: Path) -> list[str] | None:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            return next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError):
+            line = fh.readline(64 * 1024)  # a header line; never the whole of a file without newlines
+        return next(csv.reader([line]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
         return None
 
 

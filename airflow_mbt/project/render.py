@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.manifest import SECRET_KEY
+from airflow_mbt.pipeline import limits
+from airflow_mbt.pipeline.limits import number_problem
 
 FUNCTIONS = ("var", "env_var", "secret")
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -80,13 +82,21 @@ def parse_call(expr: str) -> tuple[str, list]:
     return name, args
 
 
-def _scalar(text: str) -> Any:
-    """A rendered string as a YAML scalar (int, float, bool, null) when it parses as one."""
+def _scalar(text: str, strict: bool = False) -> Any:
+    """A rendered string as a YAML scalar (int, float, bool, null) when it parses as one.
+
+    Text that would be a non-finite or oversized number stays text (the schema then says what
+    the field expects): the manifest is JSON and Python refuses ints of over 4300 digits.
+    ``strict`` returns such numbers instead, for the caller to refuse (``--vars``)."""
     import yaml
 
+    if len(text) > 256 or "\n" in text:
+        return text  # no scalar of interest is this long; never hand long text to the parser
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):
+        return text
+    if number_problem(value) and not strict:
         return text
     if isinstance(value, int) and not isinstance(value, bool) and re.match(r"^[-+]?0[0-9a-zA-Z_]", text.strip()):
         return text  # "0123" or "0x1f" stay text (ids, not YAML 1.1 octal/hex numbers)
@@ -170,27 +180,63 @@ class Renderer:
         return value
 
 
-def parse_vars(items: list[str] | None) -> dict[str, Any]:
-    """``--vars`` values: ``k=v`` pairs (v parsed as a YAML scalar) or a YAML mapping ``'{k: v}'``."""
+MAX_VARS_CHARS = 64 * 1024
+VARS_HINT = "use --vars key=value (repeat --vars for more) or --vars '{key: value}'"
+
+
+def _vars_error(message: str, hint: str = VARS_HINT) -> MBTInputError:
+    return MBTInputError(message, field="--vars", hint=hint)
+
+
+def _vars_mapping(item: str, text: str) -> dict:
     import yaml
 
+    from airflow_mbt.pipeline import yaml_guard
+
+    try:
+        yaml_guard.prescan(text, "--vars")  # depth and alias-expansion limits
+    except MBTInputError as err:
+        what = f"cannot parse {item[:80]!r} as a YAML mapping: " if err.message.startswith("YAML") else ""
+        raise _vars_error(f"{what}{err.message} (column {err.col})", err.hint or VARS_HINT) from None
+    try:
+        data = yaml.safe_load(text)
+    except ValueError:  # Python refuses ints of over 4300 digits
+        raise _vars_error(f"an integer in {item[:40]!r}... has more than {limits.MAX_INT_DIGITS} digits (the limit)",
+                          "write a smaller number, or quote it to make it text") from None
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        raise _vars_error(f"cannot parse {item[:80]!r} as a YAML mapping",
+                          "use --vars key=value or --vars '{key: value}'")
+    return {str(k): v for k, v in data.items()}
+
+
+def parse_vars(items: list[str] | None) -> dict[str, Any]:
+    """``--vars`` values: ``k=v`` pairs (v parsed as a YAML scalar) or a YAML mapping ``'{k: v}'``.
+
+    Each item is at most ``MAX_VARS_CHARS``; numbers must be finite with at most
+    ``limits.MAX_INT_DIGITS`` digits (exit 2 naming --vars and the key)."""
     out: dict[str, Any] = {}
     for item in items or []:
+        if len(item) > MAX_VARS_CHARS:
+            raise _vars_error(f"a --vars value of {len(item)} characters, over the limit of {MAX_VARS_CHARS}",
+                              "pass large inputs as files or tables, not as template variables")
         text = item.strip()
         if text.startswith("{"):
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError:
-                data = None
-            if not isinstance(data, dict):
-                raise MBTInputError(f"cannot parse {item!r} as a YAML mapping", field="--vars",
-                                    hint="use --vars key=value or --vars '{key: value}'")
-            out.update({str(k): v for k, v in data.items()})
-            continue
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
-            raise MBTInputError(f"cannot parse {item!r}", field="--vars",
-                                hint="use --vars key=value (repeat --vars for more) or --vars '{key: value}'")
-        out[key] = _scalar(raw) if raw.strip() else raw
+            parsed = _vars_mapping(item, text)
+        else:
+            key, sep, raw = text.partition("=")
+            key = key.strip()
+            if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
+                raise _vars_error(f"cannot parse {item[:80]!r}")
+            digits = raw.strip().lstrip("+-").replace("_", "")
+            if digits.isdigit() and len(digits) > limits.MAX_INT_DIGITS:
+                raise _vars_error(f"{key}: integer with more than {limits.MAX_INT_DIGITS} digits (the limit)",
+                                  f"write a smaller number, or pass text in a mapping: --vars '{{{key}: \"...\"}}'")
+            parsed = {key: _scalar(raw, strict=True) if raw.strip() else raw}
+        bad = limits.first_bad_number(parsed)
+        if bad:
+            raise _vars_error(f"{'.'.join(map(str, bad[0]))}: {bad[1]}",
+                              limits.NUMBER_HINT if "finite" in bad[1] else "write a smaller number or quote it")
+        out.update(parsed)
     return out

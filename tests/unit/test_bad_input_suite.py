@@ -1,5 +1,6 @@
 """Bad-input suite: every malformed pipeline/profile in tests/unit/bad_input/ must give exit 2,
-a message starting with the exact ``file:line`` and naming the field, and no traceback.
+exactly one message starting with the exact ``file:line`` (and a column), naming the field, with
+a hint, and no traceback. The table-driven hostile corpus is in ``test_hostile_input.py``.
 
 Each fixture file describes itself in its header (``# file:``, ``# args:``, ``# expect:``,
 ``# field:``, ``# message:``); the rest of the file replaces ``# file:`` in a fresh project made
@@ -65,6 +66,9 @@ def test_bad_input(fixture, template, tmp_path, capsys):
         assert f": {meta['field']}" in err, err
     assert meta["message"] in err, err
     assert "is valid" not in out
+    assert sum(line.startswith(("error:", "warning:")) for line in err.splitlines()) == 1, err
+    assert "\n  hint: " in err, err
+    assert re.match(r"error: [^:\n]+:\d+:\d+: ", err), err  # file:line:col
 
 
 @pytest.mark.parametrize("argv, field, message", [

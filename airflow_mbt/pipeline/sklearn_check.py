@@ -1,0 +1,109 @@
+"""Validate-time checks of an sklearn ``model_training.config`` that need no data.
+
+``check_sklearn_config(doc, problem_type)`` imports scikit-learn (lazily: only pipelines with
+``framework: sklearn`` get here) and raises at the offending key when
+
+- ``model`` is not a scikit-learn estimator of the problem's family (did-you-mean);
+- a key is not a parameter of the estimator's constructor (``inspect.signature`` of the class;
+  ``model`` and ``seed`` are the framework's own keys), with a did-you-mean (``max_iters``);
+- a value breaks the estimator's declared constraints (sklearn's ``_parameter_constraints``,
+  e.g. ``C: "strong"``), or, for an estimator without them, has a type that contradicts the
+  default's type (text for a number or a flag).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from airflow_mbt.pipeline.schema_check import suggest
+from airflow_mbt.pipeline.yaml_loader import Located
+
+BASE = ("training", "model_training", "config")
+FRAMEWORK_KEYS = ("model", "seed")
+DEFAULT_MODEL = {"regression": "RandomForestRegressor"}
+_MODULES = {
+    "sklearn.ensemble": ("RandomForestClassifier", "ExtraTreesClassifier", "GradientBoostingClassifier",
+                         "HistGradientBoostingClassifier", "AdaBoostClassifier", "BaggingClassifier",
+                         "RandomForestRegressor", "ExtraTreesRegressor", "GradientBoostingRegressor",
+                         "HistGradientBoostingRegressor", "AdaBoostRegressor", "BaggingRegressor"),
+    "sklearn.linear_model": ("LogisticRegression", "SGDClassifier", "RidgeClassifier", "LinearRegression", "Ridge",
+                             "Lasso", "ElasticNet", "SGDRegressor"),
+    "sklearn.tree": ("DecisionTreeClassifier", "DecisionTreeRegressor"),
+    "sklearn.neighbors": ("KNeighborsClassifier", "KNeighborsRegressor"),
+    "sklearn.svm": ("SVC", "LinearSVC", "SVR", "LinearSVR"),
+    "sklearn.naive_bayes": ("GaussianNB",),
+    "sklearn.neural_network": ("MLPClassifier", "MLPRegressor"),
+}
+MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def _family(problem_type: str) -> str:
+    return "regressor" if problem_type == "regression" else "classifier"
+
+
+def estimator_class(name: str, problem_type: str) -> type | None:
+    """The estimator class named ``name`` for the problem's family, or None."""
+    module = MODULE_OF.get(name)
+    if module is not None:
+        return getattr(importlib.import_module(module), name, None)
+    from sklearn.utils import (
+        all_estimators,  # slow: only for names outside the common list
+    )
+
+    return dict(all_estimators(type_filter=_family(problem_type))).get(name)
+
+
+def _parameters(cls: type) -> dict[str, inspect.Parameter]:
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {n: p for n, p in inspect.signature(cls).parameters.items() if p.kind in kinds}
+
+
+def value_problem(cls: type, key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot be ``cls(key=value)``, or None."""
+    constraints = getattr(cls, "_parameter_constraints", None)
+    if isinstance(constraints, dict) and key in constraints:
+        try:
+            from sklearn.utils._param_validation import (
+                InvalidParameterError,
+                validate_parameter_constraints,
+            )
+        except ImportError:  # pragma: no cover - older or newer sklearn: the heuristic below
+            pass
+        else:
+            try:
+                validate_parameter_constraints({key: constraints[key]}, {key: value}, caller_name=cls.__name__)
+            except InvalidParameterError as exc:
+                return str(exc)
+            except Exception:  # noqa: BLE001 - a constraint that cannot judge YAML values: no verdict
+                return None
+            return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(default, (int, float)) and isinstance(value, str):
+        return f"expected a number, got the text {value!r}"
+    return None
+
+
+def check_sklearn_config(doc: Located, problem_type: str, config: dict) -> None:
+    name = config.get("model") or DEFAULT_MODEL.get(problem_type, "RandomForestClassifier")
+    cls = estimator_class(str(name), problem_type)
+    if cls is None:
+        from sklearn.utils import all_estimators
+
+        names = [n for n, _ in all_estimators(type_filter=_family(problem_type))]
+        raise doc.error(BASE + ("model",), f"{name!r} is not a scikit-learn {_family(problem_type)}",
+                        hint=suggest(name, names)
+                        or f"e.g. model: {DEFAULT_MODEL.get(problem_type, 'RandomForestClassifier')}")
+    params = _parameters(cls)
+    for key, value in config.items():
+        if key in FRAMEWORK_KEYS:
+            continue
+        if key not in params:
+            choices = sorted(params) + list(FRAMEWORK_KEYS)
+            raise doc.error(BASE + (key,), f"{cls.__name__} has no parameter {key!r}",
+                            hint=suggest(key, choices) or f"parameters: {', '.join(choices)}")
+        problem = value_problem(cls, key, value, params[key].default)
+        if problem:
+            raise doc.error(BASE + (key,), problem, hint=f"see the parameters of sklearn's {cls.__name__}")
