@@ -194,7 +194,9 @@ def is_datetime_like(series: "pd.Series") -> bool:
         return True
     if not (series.dtype == object or pd.api.types.is_string_dtype(series.dtype)):
         return False
-    sample = series.dropna().head(1000)
+    sample = series.head(5000).dropna().head(1000)
+    if not len(sample):
+        sample = series.dropna().head(1000)
     if not len(sample):
         return False
     if all(isinstance(v, (_dt.date, _dt.datetime)) for v in sample):
@@ -229,22 +231,24 @@ def infer_kind(series: "pd.Series", *, max_levels: int, n_levels: int | None) ->
         return Kind.NUMERIC
     if is_datetime_like(series):
         return Kind.DATETIME
-    non_null = series.dropna()
+    non_null = series.head(5000).dropna()
     if len(non_null) and all(isinstance(v, bool) for v in non_null.head(1000)):
         return Kind.BOOLEAN
     return Kind.TEXT if (n_levels or 0) > max_levels else Kind.CATEGORICAL
 
 
-def entry(column: str, role: Role, kind: Kind, treatment: str = "", note: str = "", missing_share: float = 0.0,
-          levels: int | None = None) -> dict[str, Any]:
+def entry(column: str, role: Role, kind: Kind, treatment: str = "", note: str = "",
+          missing_share: float | None = None, levels: int | None = None) -> dict[str, Any]:
+    """One plan row; ``missing_share`` is ``None`` for columns that are not feature candidates."""
     return {"column": column, "role": str(role), "kind": str(kind), "treatment": treatment, "note": note,
-            "missing_share": round(float(missing_share), 6), "levels": levels}
+            "missing_share": None if missing_share is None else round(float(missing_share), 6), "levels": levels}
 
 
 def format_table(plan: list[dict]) -> str:
     """The plan as a short fixed-width table (printed by ``train_model``)."""
     header = ("column", "role", "kind", "missing", "treatment", "note")
-    rows = [(p["column"], p["role"], p["kind"], f"{100 * p['missing_share']:.1f}%", p["treatment"], p["note"])
+    rows = [(p["column"], p["role"], p["kind"],
+             "-" if p["missing_share"] is None else f"{100 * p['missing_share']:.1f}%", p["treatment"], p["note"])
             for p in plan]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows]]

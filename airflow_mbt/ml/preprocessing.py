@@ -20,6 +20,7 @@ from airflow_mbt.errors import MBTInputError
 from airflow_mbt.ml import columns
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 VERSION = 2
@@ -91,14 +92,20 @@ def _as_float(series: "pd.Series") -> "pd.Series":
     return pd.to_numeric(series, errors="coerce").astype("float64")
 
 
-def _as_text(series: "pd.Series") -> "pd.Series":
-    """Categorical values as strings; missing (None, NaN, NaT, pd.NA) becomes ``None``."""
+def _as_text(series: "pd.Series", missing: "np.ndarray | None" = None) -> "pd.Series":
+    """Categorical values as strings; missing (None, NaN, NaT, pd.NA) becomes ``None``. ``missing``
+    (``series.isna()`` as an array) saves a scan when the caller has it."""
     import numpy as np
     import pandas as pd
 
     values = series.astype(object)
-    missing = values.isna().to_numpy()
-    text = np.array([None if gone else str(v) for v, gone in zip(values.to_numpy(), missing)], dtype=object)
+    if missing is None:
+        missing = values.isna().to_numpy()
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # already text: no per-value str()
+        text = values.to_numpy(dtype=object, copy=True)
+        text[missing] = None
+    else:
+        text = np.array([None if gone else str(v) for v, gone in zip(values.to_numpy(), missing)], dtype=object)
     return pd.Series(text, index=series.index, dtype=object)
 
 
@@ -130,7 +137,7 @@ def fit(df: "pd.DataFrame", *, label_column: str | None, id_column: str | None =
     n = len(df)
     for col in df.columns:
         series = df[col]
-        share = float(series.isna().mean()) if n else 0.0
+        share = None  # computed for feature candidates only (a full scan of text columns costs)
         E = columns.entry
         if col == label_column:
             plan.append(E(col, columns.Role.LABEL, _plain_kind(series), "target", "", share))
@@ -150,11 +157,13 @@ def fit(df: "pd.DataFrame", *, label_column: str | None, id_column: str | None =
         if override == "exclude":
             plan.append(E(col, columns.Role.IGNORED, _plain_kind(series), "dropped", "column_kinds: exclude", share))
             continue
+        missing = series.isna().to_numpy()
+        share = float(missing.mean()) if n else 0.0
         text = counts = None
-        if override == "categorical" or (override is None and not _numeric_dtype(series)
-                                         and not columns.is_datetime_like(series)):
-            text = _as_text(series)
-            counts = text.dropna().value_counts()
+        datetime_like = not _numeric_dtype(series) and columns.is_datetime_like(series)
+        if override == "categorical" or (override is None and not _numeric_dtype(series) and not datetime_like):
+            text = _as_text(series, missing)
+            counts = text[~missing].value_counts()
         if override == "numeric":
             kind = columns.Kind.NUMERIC
         elif override == "categorical":
@@ -162,7 +171,8 @@ def fit(df: "pd.DataFrame", *, label_column: str | None, id_column: str | None =
         elif override == "datetime":
             kind = columns.Kind.DATETIME
         else:
-            kind = columns.infer_kind(series, max_levels=max_levels, n_levels=None if counts is None else len(counts))
+            kind = columns.Kind.DATETIME if datetime_like else \
+                columns.infer_kind(series, max_levels=max_levels, n_levels=None if counts is None else len(counts))
         levels = None if counts is None or kind == columns.Kind.DATETIME else len(counts)
         if share == 1.0:
             plan.append(E(col, columns.Role.IGNORED, kind, "dropped", "entirely missing in training", share))
@@ -197,8 +207,8 @@ def fit(df: "pd.DataFrame", *, label_column: str | None, id_column: str | None =
         else:
             input_columns[col] = "string"
             if text is None:
-                text = _as_text(series)
-                counts = text.dropna().value_counts()
+                text = _as_text(series, missing)
+                counts = text[~missing].value_counts()
             if kind == columns.Kind.TEXT and high_cardinality != columns.HighCardinality.TOP_K:
                 spec = _fit_encoded(text, counts, high_cardinality, target, col)
                 encoded[col] = spec
@@ -418,12 +428,15 @@ def transform(df: "pd.DataFrame", pre: dict) -> "pd.DataFrame":
             spec = encoded[col]
             values = _as_text(df[col])
             for name, mapping in spec["outputs"].items():
-                out[name] = values.map(mapping).astype("float64").fillna(spec["default"][name])
+                table = np.array([*mapping.values(), spec["default"][name]], dtype="float64")
+                out[name] = table[pd.Index(list(mapping)).get_indexer(values.to_numpy())]  # -1 -> the default
         else:
             spec = pre["categorical"][col]
             values = _as_text(df[col])
             if spec["impute"] is not None:
-                values = values.map(lambda v, f=spec["impute"]: f if v is None else v)
+                filled = values.to_numpy(dtype=object, copy=True)
+                filled[pd.isna(filled)] = spec["impute"]
+                values = pd.Series(filled, index=values.index, dtype=object)
             if pre.get("encode", "onehot") == "onehot":
                 arr = values.to_numpy(dtype=object)
                 known = np.zeros(len(arr), dtype=bool)
