@@ -99,7 +99,7 @@ class ExitCode(IntEnum):
 METRICS: dict[str, tuple[str, ...]] = {
     "binary_classification": ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "pr_auc"),
     "multiclass_classification": ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro",
-                                  "log_loss"),
+                                  "log_loss", "roc_auc_ovr"),
     "regression": ("rmse", "mae", "r2", "mape"),
 }
 PROBLEM_TYPES: tuple[str, ...] = tuple(METRICS)

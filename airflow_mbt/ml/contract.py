@@ -1,5 +1,6 @@
 """The feature contract: a scoring frame must have the columns (and kinds) the preprocessor was
-fitted on. All problems (missing, unexpected, wrongly typed columns) are reported in ONE
+fitted on (datetime columns must parse as dates). The id, label, ignored and excluded columns of
+the column plan may be present. All problems (missing, unexpected, wrongly typed columns) are reported in ONE
 ``DataContractError``."""
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ def _bad_numeric_values(series: "pd.Series") -> list:
     return present[converted.isna()].head(3).tolist()
 
 
+def _bad_datetime_values(series: "pd.Series") -> list:
+    from airflow_mbt.ml.columns import as_datetime
+
+    present = series.dropna()
+    return present[as_datetime(present).isna().to_numpy()].head(3).tolist()
+
+
 def problems(df: "pd.DataFrame", pre: dict, *, require_id: bool = True) -> list[str]:
     """Human-readable contract violations (empty when the frame conforms)."""
     expected = pre["input_columns"]
     id_col, label = pre.get("id_column"), pre.get("label_column")
-    allowed_extra = {id_col, label, *(pre.get("ignored_columns") or [])}
+    allowed_extra = {id_col, label, *(pre.get("ignored_columns") or []), *(pre.get("excluded_columns") or [])}
     present = list(df.columns)
     missing = [c for c in expected if c not in df.columns]
     if require_id and id_col and id_col not in df.columns:
@@ -44,6 +52,10 @@ def problems(df: "pd.DataFrame", pre: dict, *, require_id: bool = True) -> list[
             bad = _bad_numeric_values(series)
             if bad:
                 wrong.append(f"{col} (expected {kind}, got text such as {', '.join(repr(v) for v in bad)})")
+        elif kind == "datetime":
+            bad = _bad_datetime_values(series)
+            if bad:
+                wrong.append(f"{col} (expected dates, got {', '.join(repr(v) for v in bad)})")
         elif column_kind(series.dropna()) in ("integer", "float") and kind == "string":
             wrong.append(f"{col} (expected text categories, got numbers {column_kind(series)})")
     out = []

@@ -54,10 +54,22 @@ def evaluate(criteria: list[Criterion], metrics: dict[str, float | None]) -> lis
              "actual": metrics.get(c.metric), "passed": c.passes(metrics.get(c.metric))} for c in criteria]
 
 
-def enforce(results: list[dict]) -> None:
-    failed = [r for r in results if not r["passed"]]
-    if not failed:
+def report(results: list[dict], metrics: dict[str, float | None] | None = None) -> str:
+    """Every criterion with its actual value and verdict, then every other metric."""
+    def fmt(v: float | None) -> str:
+        return "not available" if v is None else format(v, ".4f")
+
+    parts = [f"{r['criterion']} (actual {fmt(r['actual'])}): {'passed' if r['passed'] else 'FAILED'}"
+             for r in results]
+    judged = {r["metric"] for r in results}
+    others = [f"{k}={fmt(v)}" for k, v in (metrics or {}).items() if k not in judged]
+    return "; ".join(parts) + (f"; other metrics: {', '.join(others)}" if others else "")
+
+
+def enforce(results: list[dict], metrics: dict[str, float | None] | None = None, note: str = "") -> None:
+    """Raise ``ValidationCriteriaError`` (exit 3) when a criterion fails; the message lists every
+    criterion next to its metric's value, the other metrics, and ``note``."""
+    if all(r["passed"] for r in results):
         return
-    parts = [f"{r['criterion']} (actual "
-             f"{'not available' if r['actual'] is None else format(r['actual'], '.4f')})" for r in failed]
-    raise ValidationCriteriaError("model failed validation criteria: " + "; ".join(parts))
+    raise ValidationCriteriaError("model failed validation criteria: " + report(results, metrics)
+                                  + (f". {note}" if note else ""))

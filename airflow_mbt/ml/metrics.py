@@ -1,7 +1,9 @@
 """Evaluation metrics per problem type (sklearn.metrics), computed on the held-out test set.
 
 A metric that cannot be computed (e.g. ROC AUC when the test set has one class, or a
-probability metric for a model without probabilities) is reported as ``None``.
+probability metric for a model without probabilities) is reported as ``None``. Multiclass
+``roc_auc_ovr`` is the macro average of the one-vs-rest ROC AUCs (``None`` unless every class
+occurs in the test set).
 """
 
 from __future__ import annotations
@@ -83,4 +85,6 @@ def compute(problem_type: str, y_true: "pd.Series", pred: "pd.DataFrame", *, cla
         out["precision_macro"] = _safe(m.precision_score, yt, yp, average="macro", labels=labels, zero_division=0)
         out["recall_macro"] = _safe(m.recall_score, yt, yp, average="macro", labels=labels, zero_division=0)
         out["log_loss"] = _safe(m.log_loss, yt, proba, labels=labels) if proba is not None else None
+        out["roc_auc_ovr"] = (_safe(m.roc_auc_score, yt, proba, multi_class="ovr", average="macro", labels=labels)
+                              if proba is not None and len(set(yt)) == len(labels) else None)
     return {k: out.get(k) for k in METRICS[problem_type]}

@@ -69,12 +69,27 @@ def score(framework, model, meta: dict, features: "pd.DataFrame") -> "pd.DataFra
     for col in raw.columns:
         if col.startswith("proba_"):
             out[proba_column(match_class(col[len("proba_"):], classes))] = raw[col].astype("float64").to_numpy()
+    threshold = meta.get("threshold")
+    positive = proba_column(meta.get("positive_class"))
+    if threshold is not None and meta["problem_type"] == "binary_classification" and positive in out.columns:
+        negative = next(c for c in classes if c != meta["positive_class"])
+        hit = out[positive].to_numpy() >= float(threshold)
+        out["prediction"] = pd.Series([meta["positive_class"] if h else negative for h in hit], index=out.index,
+                                      dtype=object).infer_objects()
     return out
 
 
-def predictions_table(ids: "pd.Series | None", scored: "pd.DataFrame", meta: dict) -> "pd.DataFrame":
+def probability_column(cls: Any) -> str:
+    """The predictions-table column of one class's probability (``include_probabilities: all``)."""
+    return f"prediction_probability_{cls}"
+
+
+def predictions_table(ids: "pd.Series | None", scored: "pd.DataFrame", meta: dict,
+                      include_probabilities: bool | str = True) -> "pd.DataFrame":
     """``<primary_key>, prediction, prediction_probability`` (probability of the positive class for
-    binary, the winning class for multiclass, absent for regression)."""
+    binary, the winning class for multiclass, absent for regression); with
+    ``include_probabilities="all"`` also ``prediction_probability_<class>`` for every class (they
+    sum to 1)."""
     import pandas as pd
 
     table = pd.DataFrame(index=scored.index)
@@ -87,4 +102,10 @@ def predictions_table(ids: "pd.Series | None", scored: "pd.DataFrame", meta: dic
         table["prediction_probability"] = scored[proba_column(meta["positive_class"])].to_numpy()
     elif problem == "multiclass_classification" and cols and all(c in scored.columns for c in cols):
         table["prediction_probability"] = scored[cols].max(axis=1).to_numpy()
+    if include_probabilities == "all" and problem != "regression" and cols and all(c in scored.columns for c in cols):
+        proba = scored[cols].to_numpy(dtype="float64")
+        total = proba.sum(axis=1, keepdims=True)
+        proba = proba / (total + (total == 0))
+        for cls, column in zip(meta["classes"], proba.T):
+            table[probability_column(cls)] = column
     return table.reset_index(drop=True)

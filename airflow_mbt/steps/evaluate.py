@@ -1,18 +1,24 @@
 """Step ``evaluate``: score the test set with the saved model, compute metrics, write plots, then
-enforce ``evaluation.validation_criteria`` (``ValidationCriteriaError`` when one fails).
+enforce ``evaluation.validation_criteria``. A failed criterion still writes ``metrics.json`` (step dir
+and ``<run_id>/evaluate/metrics.json`` in storage) and logs the run to MLflow with every metric,
+tagged ``mbt_status=failed_criteria``; then ``ValidationCriteriaError`` (exit 3) lists every
+criterion next to its metric.
 
 The ``metrics`` output: ``{"problem_type", "primary_metric", "primary_value", "metrics": {name:
 value|None}, "validation": [{"criterion","metric","threshold","actual","passed"}], "n_test",
-"plots": [file names]}``.
+"plots": [file names], "class_balance": {class: share} | None,
+"threshold": the binary decision threshold or None, "cv": the k-fold result of ``ml/cv.py`` or None}``.
 """
 
 from __future__ import annotations
+
+import json
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.ml import criteria, metrics, plots, preprocessing, scoring
 from airflow_mbt.ml.schema import normalize_labels, regression_labels
 from airflow_mbt.steps.error_location import with_pipeline_location
-from airflow_mbt.steps.train_model import fresh_dir
+from airflow_mbt.steps.train_model import class_balance, fresh_dir
 
 
 @with_pipeline_location
@@ -43,7 +49,36 @@ def run(ctx, inputs: dict) -> dict:
                  ", ".join(f"{k}={v:.4f}" for k, v in values.items() if v is not None))
     for r in results:
         ctx.log.info("criterion %s: actual %s -> %s", r["criterion"], r["actual"], "pass" if r["passed"] else "FAIL")
-    criteria.enforce(results)
-    return {"metrics": {"problem_type": problem, "primary_metric": primary, "primary_value": values.get(primary),
-                        "metrics": values, "validation": results, "n_test": len(test), "plots": written},
-            "plots": plots_dir}
+    doc = {"problem_type": problem, "primary_metric": primary, "primary_value": values.get(primary),
+           "metrics": values, "validation": results, "n_test": len(test), "plots": written,
+           "class_balance": class_balance(y) if problem != "regression" else None,
+           "threshold": meta.get("threshold"), "cv": meta.get("cv")}
+    if meta.get("cv"):
+        ctx.log.info("%d-fold CV on the training set: %s", meta["cv"]["folds"],
+                     ", ".join(f"{k}={v['mean']:.4f}" for k, v in meta["cv"]["metrics"].items() if v["mean"] is not None))
+    if not all(r["passed"] for r in results):
+        criteria.enforce(results, values, keep_failed_run(ctx, model_dir, pre, doc, plots_dir))
+    return {"metrics": doc, "plots": plots_dir}
+
+
+def keep_failed_run(ctx, model_dir, pre: dict, doc: dict, plots_dir) -> str:
+    """Write ``metrics.json`` (step dir and the run's storage) and log the failed run to MLflow;
+    returns where both went, for the error message. An MLflow outage does not hide the criteria
+    failure: it is named in the note instead."""
+    from airflow_mbt.errors import InfraError
+    from airflow_mbt.tracking.run_logger import STATUS_FAILED_CRITERIA, log_failed_run
+
+    data = json.dumps(doc, indent=2, sort_keys=True, default=str).encode("utf-8")
+    (ctx.step_dir / "metrics.json").write_bytes(data)
+    notes = []
+    try:
+        notes.append(f"metrics.json: {ctx.storage().put(f'{ctx.run_id}/{ctx.step.name}/metrics.json', data)}")
+    except Exception as exc:  # noqa: BLE001 - a storage problem must not hide the criteria failure
+        notes.append(f"metrics.json: {ctx.step_dir / 'metrics.json'} (storage failed: {exc})")
+    try:
+        run = log_failed_run(ctx, model_dir, pre, doc, plots_dir)
+        notes.append(f"logged to MLflow run {run['run_id']} (tag mbt_status={STATUS_FAILED_CRITERIA})")
+    except InfraError as exc:
+        ctx.log.warning("could not log the failed run to MLflow: %s", exc)
+        notes.append(f"not logged to MLflow: {exc}")
+    return "; ".join(notes)

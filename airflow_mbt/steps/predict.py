@@ -1,6 +1,7 @@
 """Step ``predict``: score the features with the model directory, chunk by chunk; output the
 predictions table (``<primary_key>, prediction, prediction_probability``) with the YAML's class
-labels. A framework may ask for bigger chunks (``predict_batch_rows``: H2O starts a JVM per call)."""
+labels (``include_probabilities: all`` adds ``prediction_probability_<class>`` for every class; a
+binary decision threshold stored with the model is applied). A framework may ask for bigger chunks (``predict_batch_rows``: H2O starts a JVM per call)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ def run(ctx, inputs: dict) -> dict:
     framework, model, meta = scoring.load(inputs["model"], ctx.runtime)
     rows = max(ctx.chunk_rows(), int(getattr(framework, "predict_batch_rows", 0) or 0))
     id_col = meta.get("primary_key")
+    include = ((ctx.config.get("serving") or {}).get("output") or {}).get("include_probabilities", True)
     out = ctx.table_writer("predictions")
     with out:
         for features in frames(inputs["features"], rows):
             scored = scoring.score(framework, model, meta, features)
             ids = features[id_col] if id_col and id_col in features.columns else None
-            out.write(scoring.predictions_table(ids, scored, meta))
+            out.write(scoring.predictions_table(ids, scored, meta, include))
     ctx.log.info("scored %d rows in chunks of %d", out.num_rows, rows)
     return {"predictions": out}

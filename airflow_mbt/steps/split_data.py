@@ -1,13 +1,22 @@
-"""Step ``split_data``: custom transforms on the raw frame, checks of the label/id columns,
-dropping ignored columns, then a (stratified) train/test split from ``training.split``."""
+"""Step ``split_data``: custom transforms on the raw frame, checks of every column the pipeline
+names (did you mean ...) and of a unique primary key, dropping ignored columns, then a
+``training.split.method: time`` split on ``time_column`` (``cutoff`` or the latest ``test_size``)
+or a (stratified) random train/test split from ``training.split``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow_mbt.errors import DataContractError, MBTInputError
-from airflow_mbt.ml import custom_transforms
+from airflow_mbt.constants import _StrEnum
+from airflow_mbt.ml import columns, custom_transforms
+from airflow_mbt.ml.columns import as_datetime
 from airflow_mbt.ml.preprocessing import settings_from_config
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
 from airflow_mbt.steps.error_location import with_pipeline_location
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 
 def split_settings(config: dict) -> tuple[float, int, bool]:
@@ -19,6 +28,49 @@ def split_settings(config: dict) -> tuple[float, int, bool]:
     return float(test_size), int(split.get("seed", 42)), bool(split.get("stratify", True))
 
 
+class SplitMethod(_StrEnum):
+    RANDOM = "random"
+    TIME = "time"
+
+
+def time_split(df: "pd.DataFrame", split: dict, test_size: float) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """Rows at or after ``cutoff`` (or the latest ``test_size`` share of rows) are the test set; no
+    training row is later than a test row (rows tied at the boundary all go to the test set). Both
+    sets come back in time order."""
+    import math
+
+    import pandas as pd
+
+    col = split.get("time_column")
+    if not col:
+        raise MBTInputError("split.method time needs a time_column", field="training.split.method",
+                            hint="add training.split.time_column: <a date or timestamp column>")
+    times = as_datetime(df[col])
+    missing = int(times.isna().sum())
+    if missing:
+        raise DataContractError(f"{missing} of {len(df)} rows have no parsable time in column {col!r}",
+                                field="training.split.time_column", hint="fill or filter them in the label table")
+    order = times.sort_values(kind="stable").index
+    df, times = df.loc[order].reset_index(drop=True), times.loc[order].reset_index(drop=True)
+    if split.get("cutoff") is not None:
+        try:
+            boundary = pd.Timestamp(str(split["cutoff"]))
+        except ValueError:
+            raise MBTInputError(f"cannot parse the date {split['cutoff']!r}", field="training.split.cutoff",
+                                hint="an ISO date such as 2024-06-30") from None
+        if boundary.tzinfo is not None:
+            boundary = boundary.tz_convert("UTC").tz_localize(None)
+    else:
+        boundary = times.iloc[len(df) - max(1, math.ceil(test_size * len(df)))]
+    is_test = (times >= boundary).to_numpy()
+    train, test = df[~is_test], df[is_test]
+    if not len(train) or not len(test):
+        raise DataContractError(f"the time split at {boundary} leaves {len(train)} training and {len(test)} test rows",
+                                field="training.split.cutoff" if split.get("cutoff") else "training.split.test_size",
+                                hint=f"{col} runs from {times.iloc[0]} to {times.iloc[-1]}")
+    return train, test
+
+
 @with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     from sklearn.model_selection import train_test_split
@@ -27,16 +79,7 @@ def run(ctx, inputs: dict) -> dict:
     settings = settings_from_config(ctx.config)
     test_size, seed, stratify = split_settings(ctx.config)
     df = custom_transforms.apply(inputs["raw_data"], settings["custom_transforms"], ctx.project_dir)
-    columns = ", ".join(map(str, df.columns))
-    if schema.label_column not in df.columns:
-        raise DataContractError(f"label column {schema.label_column!r} is not in the data",
-                                field="training.schema.target.label_column", hint=f"columns: {columns}")
-    if schema.primary_key and schema.primary_key not in df.columns:
-        raise DataContractError(f"primary key column {schema.primary_key!r} is not in the data",
-                                field="training.schema.identifiers.primary_key", hint=f"columns: {columns}")
-    absent = [c for c in schema.ignored_columns if c not in df.columns]
-    if absent:
-        ctx.log.warning("ignored_columns not in the data: %s", ", ".join(absent))
+    columns.check_references(df, ctx.config)
     df = df.drop(columns=[c for c in schema.ignored_columns if c in df.columns]).reset_index(drop=True)
     strata = None
     if schema.is_classification:
@@ -52,6 +95,11 @@ def run(ctx, inputs: dict) -> dict:
     if len(df) < 4:
         raise DataContractError(f"only {len(df)} rows: too few to split into train and test sets",
                                 field="training.data_source.label_table")
-    train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=strata)
-    ctx.log.info("split %d rows into %d train / %d test", len(df), len(train), len(test))
+    split = (ctx.config.get("training") or {}).get("split") or {}
+    if split.get("method", SplitMethod.RANDOM) == SplitMethod.TIME:
+        train, test = time_split(df, split, test_size)
+    else:
+        train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=strata)
+    ctx.log.info("split %d rows into %d train / %d test (%s)", len(df), len(train), len(test),
+                 split.get("method", SplitMethod.RANDOM))
     return {"train_set": train.reset_index(drop=True), "test_set": test.reset_index(drop=True)}

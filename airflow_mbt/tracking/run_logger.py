@@ -1,7 +1,11 @@
 """Log a training run to MLflow: experiment (created with the target's artifact location),
-params (framework, problem type, flattened framework config), metrics, tags (pipeline, mbt run id,
-target, owner, manifest hash), the pyfunc model, plots, ``preprocessor.json``, ``metrics.json``
-and ``manifest.json``.
+params (``run_params``: framework, problem type, flattened framework config, split, preprocessing
+choices, the column plan, row counts, class balance, decision threshold), metrics, tags (pipeline,
+mbt run id, target, owner, manifest hash, ``mbt_status``), the pyfunc model, plots,
+``preprocessor.json``, ``column_plan.json``/``.txt``, ``metrics.json`` and ``manifest.json``.
+
+``log_failed_run`` keeps a run that failed its validation criteria: the same params, metrics and
+artifacts, no model, tag ``mbt_status=failed_criteria``, MLflow status ``FAILED``.
 
 Idempotent per mbt run: a retried ``log_run`` reuses the finished MLflow run it already created
 (tag ``mbt_run_id``) and replaces an unfinished one.
@@ -21,6 +25,10 @@ from airflow_mbt.tracking import store
 PARAM_MAX = 6000
 MODEL_NAME = "model"
 MODEL_URI_TAG = "mbt_model_uri"
+STATUS_TAG = "mbt_status"
+STATUS_PASSED = "passed"
+STATUS_FAILED_CRITERIA = "failed_criteria"
+BATCH = 100  # MLflow accepts at most 100 params per log_batch
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
@@ -34,6 +42,71 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
             text = json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
             out[name] = text[:PARAM_MAX]
     return out
+
+
+def run_params(config: dict, meta: dict, preprocessor: dict, metrics: dict) -> dict[str, str]:
+    """Every choice that shaped the model, as MLflow params (string values)."""
+    from airflow_mbt.ml.columns import as_params
+
+    training = config.get("training") or {}
+    split = dict(training.get("split") or {})
+    split.setdefault("method", "random")
+    split.setdefault("test_size", 0.2)
+    split.setdefault("seed", 42)
+    split.setdefault("stratify", True)
+    params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
+              **flatten(meta.get("framework_config") or {}), **flatten(split, "split."),
+              **flatten(preprocessor.get("settings") or {}, "preprocessing."),
+              "preprocessing.custom_transforms": json.dumps(preprocessor.get("custom_transforms") or []),
+              "rows.train": str(meta.get("train_rows")), "rows.test": str(metrics.get("n_test")),
+              "features.count": str(len(preprocessor.get("output_columns") or [])),
+              **as_params(preprocessor.get("columns") or [])}
+    for part, balance in (("train", meta.get("class_balance")), ("test", metrics.get("class_balance"))):
+        for cls, share in (balance or {}).items():
+            params[f"class_balance.{part}.{cls}"] = f"{share:.6g}"
+    if meta.get("threshold") is not None:
+        params["threshold"] = f"{meta['threshold']:.6g}"
+        if meta.get("threshold_rule"):
+            params["threshold.rule"] = str(meta["threshold_rule"])
+    return params
+
+
+def metric_values(metrics: dict) -> dict[str, float]:
+    """The test-set metrics that have a value, plus ``cv_<metric>_mean|std`` when CV ran."""
+    from airflow_mbt.ml.cv import as_metrics
+
+    values: dict[str, Any] = metrics.get("metrics") or {}
+    return {**{k: float(v) for k, v in values.items() if v is not None}, **as_metrics(metrics.get("cv"))}
+
+
+def _log_params(client, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    from airflow_mbt.redaction import redact
+
+    items = [Param(k, redact(str(v))) for k, v in params.items()]  # no secret value reaches MLflow
+    for i in range(0, len(items), BATCH):
+        client.log_batch(run_id, params=items[i:i + BATCH])
+
+
+def _log_common(client, run_id: str, ctx, meta: dict, preprocessor: dict, metrics: dict,
+                plots_dir: Path | None) -> None:
+    """Params, the primary-metric tag and the artifacts shared by passed and failed runs."""
+    from mlflow.entities import RunTag
+
+    from airflow_mbt.ml.columns import format_table
+
+    _log_params(client, run_id, run_params(ctx.config, meta, preprocessor, metrics))
+    client.log_batch(run_id, tags=[RunTag("primary_metric", str(metrics.get("primary_metric", "")))])
+    if plots_dir is not None and Path(plots_dir).is_dir() and any(Path(plots_dir).iterdir()):
+        client.log_artifacts(run_id, str(plots_dir), "plots")
+    client.log_dict(run_id, preprocessor, "preprocessor.json")
+    plan = preprocessor.get("columns") or []
+    client.log_dict(run_id, {"columns": plan}, "column_plan.json")
+    if plan:
+        client.log_text(run_id, format_table(plan) + "\n", "column_plan.txt")
+    client.log_dict(run_id, metrics, "metrics.json")
+    client.log_text(run_id, ctx.manifest.to_json(), "manifest.json")
 
 
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
@@ -64,6 +137,20 @@ def find_run(client, experiment_id: str, pipeline: str, mbt_run_id: str):
     return runs[0] if runs else None
 
 
+def base_tags(ctx, meta: dict, status: str) -> dict[str, str]:
+    manifest = ctx.manifest
+    project = ctx.config.get("project") or {}
+    tags = {"pipeline_name": manifest.name, "mbt_run_id": ctx.run_id, "target": manifest.target_name,
+            "owner": str(project.get("owner") or ""), "mbt_manifest_hash": manifest.content_hash,
+            "framework": meta["framework"], "problem_type": meta["problem_type"], STATUS_TAG: status}
+    if project.get("tags"):
+        tags["project_tags"] = ",".join(map(str, project["tags"]))
+    from airflow_mbt.redaction import redact_obj
+
+    redacted: dict[str, str] = redact_obj(tags)  # no secret value reaches MLflow
+    return redacted
+
+
 def describe(run, experiment_name: str, tracking_uri: str) -> dict:
     """The ``mlflow_run`` artifact of CONTRACTS §3."""
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
@@ -79,9 +166,7 @@ def log_training_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, pl
 
     from airflow_mbt.ml.scoring import read_meta
 
-    project = ctx.config.get("project") or {}
-    experiment_name = (project.get("experiment_name") or ctx.manifest.pipeline.experiment_name
-                       or ctx.runtime.section("mlflow").get("experiment_name") or ctx.manifest.name)
+    experiment_name = experiment_name_of(ctx)
     meta = read_meta(model_dir)
     with store.session(ctx.runtime) as target:
         try:
@@ -97,13 +182,12 @@ def log_training_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, pl
 def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path, preprocessor: dict,
          metrics: dict, plots_dir: Path | None) -> dict:
     import mlflow
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric
 
     from airflow_mbt.tracking.pyfunc import (MODEL_DIR, PREPROCESSOR, MBTPyfuncModel, pip_requirements,
                                              transform_code)
 
     manifest = ctx.manifest
-    project = ctx.config.get("project") or {}
     experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
     previous = find_run(client, experiment_id, manifest.name, ctx.run_id)
     if previous is not None:
@@ -111,25 +195,10 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
             ctx.log.info("MLflow run %s already logged for %s (retry): reusing it", previous.info.run_id, ctx.run_id)
             return describe(previous, experiment_name, target.tracking_uri)
         client.delete_run(previous.info.run_id)
-    tags = {"pipeline_name": manifest.name, "mbt_run_id": ctx.run_id, "target": manifest.target_name,
-            "owner": str(project.get("owner") or ""), "mbt_manifest_hash": manifest.content_hash,
-            "framework": meta["framework"], "problem_type": meta["problem_type"]}
-    if project.get("tags"):
-        tags["project_tags"] = ",".join(map(str, project["tags"]))
-    from airflow_mbt.redaction import redact, redact_obj
-
-    tags = redact_obj(tags)  # no secret value reaches MLflow, whatever config it was used in
+    tags = base_tags(ctx, meta, STATUS_PASSED)
     run_id = client.create_run(experiment_id, run_name=f"{manifest.name}-{ctx.run_id}", tags=tags).info.run_id
     try:
-        params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
-                  **flatten(meta.get("framework_config") or {})}
-        client.log_batch(run_id, params=[Param(k, redact(str(v))) for k, v in params.items()],
-                         tags=[RunTag("primary_metric", str(metrics.get("primary_metric", "")))])
-        if plots_dir is not None and any(Path(plots_dir).iterdir()):
-            client.log_artifacts(run_id, str(plots_dir), "plots")
-        client.log_dict(run_id, preprocessor, "preprocessor.json")
-        client.log_dict(run_id, metrics, "metrics.json")
-        client.log_text(run_id, manifest.to_json(), "manifest.json")
+        _log_common(client, run_id, ctx, meta, preprocessor, metrics, plots_dir)
         with tempfile.TemporaryDirectory(prefix="mbt-log-") as tmp:
             pre_path = Path(tmp) / "preprocessor.json"
             pre_path.write_text(json.dumps(preprocessor, indent=2, sort_keys=True), encoding="utf-8")
@@ -142,10 +211,49 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
                 mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
         # metrics after the model so they are linked to it (MLflow 3 LoggedModel) as well as the run
         stamp = int(time.time() * 1000)
-        values: dict[str, Any] = metrics.get("metrics") or {}
         client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0, model_id=info.model_id)
-                                          for k, v in values.items() if v is not None])
+                                          for k, v in metric_values(metrics).items()])
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
     return describe(client.get_run(run_id), experiment_name, target.tracking_uri)
+
+
+def experiment_name_of(ctx) -> str:
+    project = ctx.config.get("project") or {}
+    return (project.get("experiment_name") or ctx.manifest.pipeline.get("experiment_name")
+            or ctx.runtime.section("mlflow").get("experiment_name") or ctx.manifest.name)
+
+
+def log_failed_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, plots_dir: Path | None) -> dict:
+    """Keep a run that failed its validation criteria (see the module docstring); returns
+    ``{"run_id", "experiment_id", "experiment_name", "tracking_uri"}``. MLflow failures become
+    ``InfraError("MLflow", ...)``."""
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mbt.ml.scoring import read_meta
+
+    experiment_name = experiment_name_of(ctx)
+    meta = read_meta(model_dir)
+    with store.session(ctx.runtime) as target:
+        client = store.client(target)
+        try:
+            experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
+            previous = find_run(client, experiment_id, ctx.manifest.name, ctx.run_id)
+            if previous is not None:
+                client.delete_run(previous.info.run_id)
+            run_id = client.create_run(experiment_id, run_name=f"{ctx.manifest.name}-{ctx.run_id}",
+                                       tags=base_tags(ctx, meta, STATUS_FAILED_CRITERIA)).info.run_id
+            try:
+                _log_common(client, run_id, ctx, meta, preprocessor, metrics, plots_dir)
+                stamp = int(time.time() * 1000)
+                client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0)
+                                                  for k, v in metric_values(metrics).items()])
+            finally:
+                client.set_terminated(run_id, "FAILED")
+        except MlflowException as exc:
+            raise InfraError("MLflow", f"{store.redact(target.tracking_uri)}: {exc.error_code}: "
+                                       f"{str(exc.message)[:300]}") from None
+        uri = store.redact(target.tracking_uri)
+    return {"run_id": run_id, "experiment_id": experiment_id, "experiment_name": experiment_name, "tracking_uri": uri}

@@ -17,7 +17,7 @@ SERVE = "serving_churn_model_v1"
 
 def mbt(*args, cwd=None, check_rc=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBT_")}
-    proc = subprocess.run([str(MBT), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([str(MBT), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     if check_rc is not None:
         assert proc.returncode == check_rc, (proc.stdout, proc.stderr)
     return proc

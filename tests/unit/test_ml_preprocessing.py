@@ -23,6 +23,7 @@ def frame():
 
 
 def fit(df, **kw):
+    kw.setdefault("missing_indicator_threshold", None)  # indicators: tests/unit/test_ml_columns.py
     return pp.fit(df, label_column="churned", id_column="customer_id", **kw)
 
 
@@ -103,10 +104,13 @@ def test_ignored_columns_are_not_features(frame):
     assert "flag" not in pre["input_columns"] and pre["ignored_columns"] == ["flag"]
 
 
-def test_datetime_column_is_an_input_error(frame):
-    with pytest.raises(MBTInputError) as err:
-        fit(frame.assign(signup=pd.to_datetime(["2024-01-01"] * 6)))
-    assert "signup" in str(err.value) and "ignored_columns" in str(err.value)
+def test_datetime_column_becomes_derived_numbers_not_onehot(frame):
+    pre = fit(frame.assign(signup=pd.to_datetime(["2024-01-01", "2024-02-03", "2024-03-05", "2024-04-07",
+                                                 "2025-05-09", "2025-06-11"])))
+    assert pre["input_columns"]["signup"] == "datetime"
+    assert [c for c in pre["output_columns"] if c.startswith("signup")] == [
+        "signup__year", "signup__month", "signup__day", "signup__dayofweek"]  # hour is constant: dropped
+    assert not any(c.startswith("signup=") for c in pre["output_columns"])
 
 
 def test_transform_of_a_frame_without_a_feature_raises(frame):
@@ -116,8 +120,11 @@ def test_transform_of_a_frame_without_a_feature_raises(frame):
 
 
 def test_settings_from_config_defaults_and_validation():
-    assert pp.settings_from_config({}) == {"impute_numeric": "median", "impute_categorical": "most_frequent",
-                                           "scale": "standard", "encode": "onehot", "custom_transforms": []}
+    settings = pp.settings_from_config({})
+    assert {k: settings[k] for k in ("impute_numeric", "impute_categorical", "scale", "encode",
+                                     "custom_transforms", "max_levels", "high_cardinality")} == {
+        "impute_numeric": "median", "impute_categorical": "most_frequent", "scale": "standard",
+        "encode": "onehot", "custom_transforms": [], "max_levels": 50, "high_cardinality": "top_k"}
     with pytest.raises(MBTInputError) as err:
         pp.settings_from_config({"training": {"preprocessing": {"scale": "robust"}}})
     assert err.value.field == "training.preprocessing.scale" and "standard" in err.value.hint
@@ -130,7 +137,7 @@ def test_nullable_and_categorical_dtypes_from_databases():
                        "b": pd.array([True, None, False, True], dtype="boolean"),
                        "k": pd.Categorical(["u", "v", None, "u"]),
                        "y": [0, 1, 0, 1]})
-    pre = pp.fit(df, label_column="y", id_column="id", scale="none")
+    pre = pp.fit(df, label_column="y", id_column="id", scale="none", missing_indicator_threshold=None)
     assert pre["input_columns"] == {"t": "integer", "c": "string", "b": "boolean", "k": "string"}
     out = pp.transform(df, pre)
     assert out["t"].tolist() == [1.0, 3.0, 3.0, 4.0]  # <NA> -> median 3
