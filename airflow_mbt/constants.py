@@ -111,6 +111,11 @@ CRITERION_OPERATORS: tuple[str, ...] = (">=", "<=", "==", ">", "<")
 _CRITERION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|>|<)\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
+def proba_column(cls: object) -> str:
+    """Name of the probability column of one class in a framework's prediction frame."""
+    return f"proba_{cls}"
+
+
 def parse_criterion(text: object) -> tuple[str, str, float] | None:
     """``"roc_auc >= 0.7"`` -> ``("roc_auc", ">=", 0.7)``; ``None`` when malformed."""
     m = _CRITERION.match(text) if isinstance(text, str) else None

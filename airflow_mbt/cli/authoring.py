@@ -84,7 +84,7 @@ _INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EI
 def write_manifest(project, name: str, manifest) -> None:
     """Write ``target/<name>/manifest.json``; what the user can fix (a file where a folder should
     be, no permission, a read-only disk, an oversized manifest) is an input error naming the path."""
-    from airflow_mbt.pipeline.limits import MAX_MANIFEST_BYTES
+    from airflow_mbt.project.limits import MAX_MANIFEST_BYTES
 
     path = project.manifest_path(name)
     shown = project.relative(path)

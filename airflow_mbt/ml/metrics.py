@@ -14,15 +14,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-from airflow_mbt.constants import DEFAULT_PRIMARY, METRICS  # noqa: F401 - one list for compiler and steps
+from airflow_mbt.constants import DEFAULT_PRIMARY, METRICS, proba_column  # noqa: F401 - one list for all
 
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
 NEEDS_PROBA = {"roc_auc", "log_loss", "pr_auc"}
-
-
-def proba_column(cls: Any) -> str:
-    """Name of the probability column of one class in a framework's prediction frame."""
-    return f"proba_{cls}"
 
 
 def _safe(fn, *args, **kwargs) -> float | None:

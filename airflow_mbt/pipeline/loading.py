@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline.limits import check_numbers
-from airflow_mbt.pipeline.schema_check import suggest
-from airflow_mbt.pipeline.yaml_loader import Located, load_yaml
+from airflow_mbt.project.limits import check_numbers
+from airflow_mbt.project.schema_check import suggest
+from airflow_mbt.project.yaml_loader import Located, load_yaml
 from airflow_mbt.project.credentials import check_credentials, check_rendered_urls
 from airflow_mbt.project.render import Renderer
 from airflow_mbt.project.root import NAME_HINT, Project, check_pipeline_name, name_problem

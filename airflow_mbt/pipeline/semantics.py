@@ -15,8 +15,8 @@ import re
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.pipeline.cadence import NAMED, cron_problem
 from airflow_mbt.pipeline.metrics import METRICS, OPERATORS, parse_criterion
-from airflow_mbt.pipeline.schema_check import suggest
-from airflow_mbt.pipeline.yaml_loader import Located
+from airflow_mbt.project.schema_check import suggest
+from airflow_mbt.project.yaml_loader import Located
 from airflow_mbt.step_specs import STEPS_BY_KIND
 
 TRANSFORM = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")

@@ -17,8 +17,8 @@ import importlib
 import inspect
 from typing import Any
 
-from airflow_mbt.pipeline.schema_check import suggest
-from airflow_mbt.pipeline.yaml_loader import Located
+from airflow_mbt.project.schema_check import suggest
+from airflow_mbt.project.yaml_loader import Located
 
 BASE = ("training", "model_training", "config")
 FRAMEWORK_KEYS = ("model", "seed")

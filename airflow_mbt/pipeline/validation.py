@@ -15,8 +15,8 @@ from airflow_mbt.errors import MBTInputError
 from airflow_mbt.pipeline import semantics
 from airflow_mbt.pipeline.defaults import with_defaults
 from airflow_mbt.pipeline.loading import load_pipeline
-from airflow_mbt.pipeline.schema_check import suggest, validate
-from airflow_mbt.pipeline.yaml_loader import Located
+from airflow_mbt.project.schema_check import suggest, validate
+from airflow_mbt.project.yaml_loader import Located
 from airflow_mbt.project.paths import check_pipeline_path
 from airflow_mbt.project.root import Project, check_pipeline_name
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline.limits import leaves
+from airflow_mbt.project.limits import leaves
 
 CREDENTIAL_KEY = re.compile(r"password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential",
                             re.IGNORECASE)

@@ -4,7 +4,7 @@ Only the selected target is rendered (other targets may use env vars that are no
 Secrets stay references (``{"$secret": NAME}``); a literal credential (see ``credentials.py``:
 keys like ``*password*``, ``*token*``, credentials in URLs) in the selected target is an input
 error, because it would be written into the manifest. Local paths must stay inside the project
-(``paths.py``); numbers must be finite and of bounded size (``pipeline/limits.py``).
+(``paths.py``); numbers must be finite and of bounded size (``project/limits.py``).
 ``require_secrets`` reports a ``secret()`` that a local-executor target needs and the
 environment lacks, at its profiles.yaml line.
 """
@@ -18,9 +18,9 @@ from typing import Any, Mapping
 from airflow_mbt.constants import ExecutorType
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.manifest import SECRET_KEY
-from airflow_mbt.pipeline.limits import check_numbers
-from airflow_mbt.pipeline.schema_check import suggest, validate
-from airflow_mbt.pipeline.yaml_loader import Located, dotted, load_yaml
+from airflow_mbt.project.limits import check_numbers
+from airflow_mbt.project.schema_check import suggest, validate
+from airflow_mbt.project.yaml_loader import Located, dotted, load_yaml
 from airflow_mbt.project.credentials import check_credentials, check_rendered_urls
 from airflow_mbt.project.paths import check_target_paths
 from airflow_mbt.project.render import Renderer

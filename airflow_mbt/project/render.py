@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.manifest import SECRET_KEY
-from airflow_mbt.pipeline import limits
-from airflow_mbt.pipeline.limits import number_problem
+from airflow_mbt.project import limits
+from airflow_mbt.project.limits import number_problem
 
 FUNCTIONS = ("var", "env_var", "secret")
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -191,7 +191,7 @@ def _vars_error(message: str, hint: str = VARS_HINT) -> MBTInputError:
 def _vars_mapping(item: str, text: str) -> dict:
     import yaml
 
-    from airflow_mbt.pipeline import yaml_guard
+    from airflow_mbt.project import yaml_guard
 
     try:
         yaml_guard.prescan(text, "--vars")  # depth and alias-expansion limits

@@ -10,7 +10,7 @@ from hostile_cases import PR, PROFILES
 from test_hostile_input import make_project, run_cli, template  # noqa: F401 - the fixture
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline import limits
+from airflow_mbt.project import limits
 from airflow_mbt.project.credentials import check_credentials, url_has_credentials
 from airflow_mbt.project.paths import local_path
 

@@ -6,7 +6,7 @@ import pytest
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.pipeline.loading import deep_merge, load_pipeline
-from airflow_mbt.pipeline.yaml_loader import Loc, load_yaml
+from airflow_mbt.project.yaml_loader import Loc, load_yaml
 from airflow_mbt.project.root import Project
 
 

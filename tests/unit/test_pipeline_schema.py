@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline.schema_check import validate
+from airflow_mbt.project.schema_check import validate
 from airflow_mbt.pipeline.validation import SCHEMA_PATH
-from airflow_mbt.pipeline.yaml_loader import load_yaml
+from airflow_mbt.project.yaml_loader import load_yaml
 
 FULL = """\
 schema_version: 1

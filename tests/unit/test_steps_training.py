@@ -138,7 +138,7 @@ def test_input_errors_point_at_the_pipeline_yaml_line(project):
     import yaml
 
     from airflow_mbt.manifest import dotted_path
-    from airflow_mbt.pipeline.yaml_loader import load_yaml
+    from airflow_mbt.project.yaml_loader import load_yaml
 
     cfg = training_config(training={"model_training": {"config": {"model": "RandomForrest"}}})
     (project / "pipelines").mkdir()

@@ -362,7 +362,7 @@ class H2OAutoMLFramework(Framework):
         import numpy as np
         import pandas as pd
 
-        from airflow_mbt.ml.metrics import proba_column
+        from airflow_mbt.constants import proba_column
 
         if not isinstance(model, H2OMojo):
             raise TypeError("h2o_automl predicts from a loaded MOJO (framework.load(directory))")

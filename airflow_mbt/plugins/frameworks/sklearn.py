@@ -104,7 +104,7 @@ class SklearnFramework(Framework):
     def predict(self, model: Any, X: "pd.DataFrame", problem_type: str) -> "pd.DataFrame":
         import pandas as pd
 
-        from airflow_mbt.ml.metrics import proba_column
+        from airflow_mbt.constants import proba_column
 
         out = pd.DataFrame({"prediction": model.predict(X)}, index=X.index)
         if problem_type != "regression" and hasattr(model, "predict_proba"):

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline import limits, yaml_guard
+from airflow_mbt.project import limits, yaml_guard
 
 INCLUDE_TAG = "!include"
 _Y = "tag:yaml.org,2002:"

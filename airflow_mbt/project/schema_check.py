@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline.yaml_loader import Located
+from airflow_mbt.project.yaml_loader import Located
 
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "null"}

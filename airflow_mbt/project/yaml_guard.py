@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline import limits
+from airflow_mbt.project import limits
 
 SYNTAX_HINT = "check indentation, colons and quotes around this position"
 _NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
