@@ -108,7 +108,8 @@ DEFAULT_PRIMARY: dict[str, str] = {"binary_classification": "roc_auc", "multicla
 # metrics where lower is better (validation and comparisons flip for these)
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae", "mape"})
 CRITERION_OPERATORS: tuple[str, ...] = (">=", "<=", "==", ">", "<")
-_CRITERION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|>|<)\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_CRITERION = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|>|<)\s*({_NUMBER})\s*$")
 
 
 def proba_column(cls: object) -> str:

@@ -431,5 +431,6 @@ class Manifest:
             raise MBTInputError("is a directory, not a manifest file", file=str(path),
                                 hint="pass the path of a manifest.json") from None
         except UnicodeDecodeError:
-            raise ManifestFormatError("is not UTF-8 text", file=str(path), hint="recompile with `mbt compile`") from None
+            raise ManifestFormatError("is not UTF-8 text", file=str(path),
+                                      hint="recompile with `mbt compile`") from None
         return cls.from_json(text, source=str(path))

@@ -38,7 +38,6 @@ from airflow_mbt.manifests.backends import (
     location_for,
     pinned_key,
 )
-from airflow_mbt._fs import atomic_write_bytes
 
 log = logging.getLogger("airflow_mbt.manifests.cache")
 

@@ -27,7 +27,6 @@ from airflow_mbt.manifests.backends import (
     location_for,
     pinned_key,
 )
-from airflow_mbt._fs import atomic_write_bytes
 
 log = logging.getLogger("airflow_mbt.manifests.store")
 

@@ -132,7 +132,8 @@ def settings_from_config(config: dict) -> dict:
             pd.Timestamp(str(out["datetime_reference"]))
         except ValueError:
             raise MBTInputError(f"cannot parse the date {out['datetime_reference']!r}",
-                                field=f"{PRE}.datetime.reference", hint="write an ISO date such as 2024-06-30") from None
+                                field=f"{PRE}.datetime.reference",
+                                hint="write an ISO date such as 2024-06-30") from None
     return out
 
 

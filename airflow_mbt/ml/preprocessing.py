@@ -46,7 +46,7 @@ def column_kind(series: "pd.Series") -> str:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         return "datetime"
-    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype == object:  # noqa: E721 - numpy dtype equality, not a type check
         non_null = series.dropna()
         if len(non_null) and all(isinstance(v, bool) for v in non_null.head(1000)):
             return "boolean"
@@ -177,7 +177,8 @@ def fit(df: "pd.DataFrame", *, label_column: str | None, id_column: str | None =
         if share == 1.0:
             plan.append(E(col, columns.Role.IGNORED, kind, "dropped", "entirely missing in training", share))
             continue
-        if override is None and kind == columns.Kind.NUMERIC and _is_integer(series) and columns.ID_NAME.search(str(col)):
+        if (override is None and kind == columns.Kind.NUMERIC and _is_integer(series)
+                and columns.ID_NAME.search(str(col))):
             plan.append(E(col, columns.Role.ID, kind, "dropped", "integer column named like an id", share))
             continue
         if kind == columns.Kind.DATETIME and datetime_features == columns.DatetimeFeatures.EXCLUDE:
@@ -331,7 +332,8 @@ def _fit_encoded(text: "pd.Series", counts: "pd.Series", how: str, target: "pd.D
         return {"encoding": "frequency", "outputs": {name: {str(k): float(v) / total for k, v in counts.items()}},
                 "default": {name: 0.0}}
     if target is None or not len(target.columns):
-        raise MBTInputError(f"target encoding of {col!r} needs the label", field=f"{columns.PRE}.high_cardinality.encode",
+        raise MBTInputError(f"target encoding of {col!r} needs the label",
+                            field=f"{columns.PRE}.high_cardinality.encode",
                             hint="use frequency or top_k")
     outputs, default = {}, {}
     single = len(target.columns) == 1

@@ -50,7 +50,8 @@ def settings(config: dict) -> float | Rule | None:
         return float(raw)
     parsed = parse_criterion((raw or {}).get("choose")) if isinstance(raw, dict) else None
     if parsed is None or parsed[0] not in RULE_METRICS or parsed[1] not in (">=", ">"):
-        raise MBTInputError(f"cannot use threshold {raw!r}", field=f"{FIELD}.choose" if isinstance(raw, dict) else FIELD,
+        raise MBTInputError(f"cannot use threshold {raw!r}",
+                            field=f"{FIELD}.choose" if isinstance(raw, dict) else FIELD,
                             hint=f'a number, or {{choose: "precision >= 0.9"}} with one of {", ".join(RULE_METRICS)}')
     size = float(raw.get("validation_size", 0.2))
     if not 0 < size < 1:

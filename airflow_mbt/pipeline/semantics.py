@@ -126,7 +126,8 @@ def check_target(doc: Located, problem_type: str) -> None:
             raise doc.error(base + ("classes",), f"binary_classification needs exactly 2 classes, got {len(classes)}",
                             hint="use multiclass_classification for more than two classes")
         if problem_type == "multiclass_classification" and len(classes) < 3:
-            raise doc.error(base + ("classes",), f"multiclass_classification needs 3 or more classes, got {len(classes)}",
+            raise doc.error(base + ("classes",),
+                            f"multiclass_classification needs 3 or more classes, got {len(classes)}",
                             hint="use binary_classification for two classes")
     if positive is not None:
         if problem_type != "binary_classification":

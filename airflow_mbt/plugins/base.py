@@ -41,7 +41,7 @@ class DataConnector(ABC):
         """Append ``df`` to ``table`` atomically; when ``replace_where`` is given, first delete the
         rows matching all its ``column = value`` pairs in the same transaction. Returns rows written."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections."""
 
 
@@ -127,5 +127,5 @@ class Framework(ABC):
     def feature_importance(self, model: Any) -> dict[str, float]:
         return {}
 
-    def cleanup(self) -> None:
+    def cleanup(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Remove frames/models this run created on a shared cluster."""

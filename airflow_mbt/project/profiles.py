@@ -20,7 +20,7 @@ from airflow_mbt.errors import MBTInputError
 from airflow_mbt.manifest import SECRET_KEY
 from airflow_mbt.project.limits import check_numbers
 from airflow_mbt.project.schema_check import suggest, validate
-from airflow_mbt.project.yaml_loader import Located, dotted, load_yaml
+from airflow_mbt.project.yaml_loader import Located, load_yaml
 from airflow_mbt.project.credentials import check_credentials, check_rendered_urls
 from airflow_mbt.project.paths import check_target_paths
 from airflow_mbt.project.render import Renderer

@@ -3,7 +3,8 @@
 Kinds (``step_specs.py``): ``table`` (pandas DataFrame <-> Parquet, dtypes preserved through
 the pandas metadata, never pickle), ``table_stream`` (the same Parquet format, handed to steps as a
 ``table_stream.StreamedTable`` read chunk by chunk; a step may produce it - or a ``table`` - as a
-``TableWriter`` from ``ctx.table_writer``, an iterable of frames, or a DataFrame), ``json`` (dict <-> canonical JSON), ``dir`` (a directory <->
+``TableWriter`` from ``ctx.table_writer``, an iterable of frames, or a DataFrame), ``json`` (dict <->
+canonical JSON), ``dir`` (a directory <->
 deterministic uncompressed tar: sorted entries, zero mtime/uid/gid, normalized modes, so equal
 content gives an equal sha256). Everything goes through files and ``Storage.put_file/get_file``
 so large tables never sit in memory twice and S3 can upload in parts. Every read verifies the

@@ -39,6 +39,6 @@ def with_pipeline_location(run: StepRun) -> StepRun:
         try:
             return run(ctx, inputs)
         except MBTInputError as err:
-            raise locate(err, ctx.manifest)
+            raise locate(err, ctx.manifest) from err.__cause__
 
     return wrapper

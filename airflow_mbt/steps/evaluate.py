@@ -55,7 +55,8 @@ def run(ctx, inputs: dict) -> dict:
            "threshold": meta.get("threshold"), "cv": meta.get("cv")}
     if meta.get("cv"):
         ctx.log.info("%d-fold CV on the training set: %s", meta["cv"]["folds"],
-                     ", ".join(f"{k}={v['mean']:.4f}" for k, v in meta["cv"]["metrics"].items() if v["mean"] is not None))
+                     ", ".join(f"{k}={v['mean']:.4f}" for k, v in meta["cv"]["metrics"].items()
+                               if v["mean"] is not None))
     if not all(r["passed"] for r in results):
         criteria.enforce(results, values, keep_failed_run(ctx, model_dir, pre, doc, plots_dir))
     return {"metrics": doc, "plots": plots_dir}

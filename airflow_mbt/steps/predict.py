@@ -1,7 +1,8 @@
 """Step ``predict``: score the features with the model directory, chunk by chunk; output the
 predictions table (``<primary_key>, prediction, prediction_probability``) with the YAML's class
 labels (``include_probabilities: all`` adds ``prediction_probability_<class>`` for every class; a
-binary decision threshold stored with the model is applied). A framework may ask for bigger chunks (``predict_batch_rows``: H2O starts a JVM per call)."""
+binary decision threshold stored with the model is applied). A framework may ask for bigger chunks
+(``predict_batch_rows``)."""
 
 from __future__ import annotations
 

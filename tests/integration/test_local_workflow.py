@@ -80,7 +80,7 @@ def check_training_run(project: Path, results: dict, proc) -> None:
                 "model": "train_model", "preprocessor": "train_model", "metrics": "evaluate",
                 "plots": "evaluate", "mlflow_run": "log_run"}
     assert {name: e["step"] for name, e in arts.items()} == expected
-    for name, entry in arts.items():
+    for entry in arts.values():
         path = Path(entry["uri"])
         assert path.parent == project / "local_artifacts" / run_id / entry["step"], entry
         assert path.is_file() and path.stat().st_size == entry["size"]

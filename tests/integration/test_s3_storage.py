@@ -94,7 +94,7 @@ def test_conditional_writes(storage):
 def test_racing_writers_exactly_one_wins(stack_env, s3_prefix, trial):
     writers = [_explicit(stack_env, s3_prefix) for _ in range(8)]
     for w in writers:
-        w.client  # connect before the race
+        assert w.client is not None  # connect before the race
     base = writers[0].write_conditional(f"race{trial}.json", b"base", None)
     barrier = threading.Barrier(8)
     results: list = [None] * 8

@@ -233,7 +233,7 @@ CASES: list[Case] = [
     Case("mlflow_artifacts_dotdot", prof("./mlruns/artifacts", "../artifacts"), V,
          (PR, "artifact_location", 9), "proj.outputs.dev.mlflow.artifact_location", "resolves outside"),
     # ---- 2. resource limits ---------------------------------------------------------------
-    Case("alias_bomb", pipe(DESC, "  description: churn\n" + "".join("  " + l + "\n" for l in BOMB.splitlines())),
+    Case("alias_bomb", pipe(DESC, "  description: churn\n" + "".join("  " + line + "\n" for line in BOMB.splitlines())),
          V, (P, "a5:", None), None, "alias-expansion limit"),
     Case("nesting_20000_brackets", pipe(DESC, "  description: " + "[" * 20000 + "]" * 20000 + "\n"), V,
          (P, "description", None), None, "nested deeper than 64 levels"),

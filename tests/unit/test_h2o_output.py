@@ -21,7 +21,7 @@ class H2ODependencyWarning(UserWarning):
 
 def _h2o_noise() -> None:
     print("Warning: Your H2O cluster version is (6 months) old.")
-    warnings.warn("Converting H2O frame to pandas dataframe using single-thread.", H2ODependencyWarning)
+    warnings.warn("Converting H2O frame to pandas dataframe using single-thread.", H2ODependencyWarning, stacklevel=2)
 
 
 def test_quiet_by_default_and_logged_at_debug(capsys, caplog):
@@ -33,7 +33,7 @@ def test_quiet_by_default_and_logged_at_debug(capsys, caplog):
             thread = threading.Thread(target=lambda: print("[3/5] train_model ... ok"))
             thread.start()
             thread.join()
-            warnings.warn("not from h2o", DeprecationWarning)
+            warnings.warn("not from h2o", DeprecationWarning, stacklevel=2)
     captured = capsys.readouterr()
     assert "H2O cluster version" not in captured.out + captured.err
     assert "[3/5] train_model ... ok" in captured.out  # another thread's progress line passes through

@@ -1,7 +1,6 @@
 """Classification options: per-class probabilities, one-vs-rest multiclass ROC AUC, the binary
 decision threshold (fixed or chosen on validation rows) stored with the model and applied when scoring."""
 
-import json
 
 import numpy as np
 import pandas as pd

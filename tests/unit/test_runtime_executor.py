@@ -9,7 +9,6 @@ import logging
 import sys
 import threading
 import types
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,7 +84,7 @@ def project(tmp_path):
 @pytest.fixture
 def steps(monkeypatch):
     calls = []
-    for name, mod in training_steps(calls).items():
+    for mod in training_steps(calls).values():
         monkeypatch.setitem(sys.modules, mod.__name__, mod)
     return calls
 
@@ -201,7 +200,7 @@ def test_independent_serving_steps_record_concurrently(project, monkeypatch):
         run_id = f"{RUN}_{rep}"
         errors = []
 
-        def go(name):
+        def go(name, run_id=run_id, errors=errors):
             try:
                 execute_step(manifest, name, run_id, _runtime(manifest, project))
             except Exception as exc:  # pragma: no cover - reported below

@@ -37,7 +37,8 @@ class S3Storage(Storage):
         self.bucket = self.config.get("bucket")
         if not self.bucket:
             raise MBTInputError("S3 storage needs a bucket", field="storage.config.bucket",
-                                hint="e.g. storage: {type: s3, config: {bucket: mbt-pipeline-artifacts, conn_id: mbt_s3}}")
+                                hint="e.g. storage: {type: s3, config: "
+                                     "{bucket: mbt-pipeline-artifacts, conn_id: mbt_s3}}")
         prefix = str(self.config.get("prefix") or "").strip("/")
         self.prefix = f"{prefix}/" if prefix else ""
         self._client = None
@@ -117,7 +118,8 @@ class S3Storage(Storage):
             if code == "NoSuchBucket":
                 raise InfraError("S3", f"{doing}: bucket {self.bucket} does not exist at {self.endpoint_url}",
                                  hint="create it (scripts/stack.sh up s3 creates the stack buckets)") from None
-            raise InfraError("S3", f"{doing} failed at {where}: {code or status} {err.get('Message', '')}".strip()) from None
+            detail = f"{code or status} {err.get('Message', '')}".strip()
+            raise InfraError("S3", f"{doing} failed at {where}: {detail}") from None
         except NoCredentialsError:
             raise AuthenticationError("S3", f"{doing}: no credentials for {where}",
                                       hint="set conn_id or access_key/secret_key") from None

@@ -108,7 +108,7 @@ def test_k8s_files_hold_no_realistic_secret():
         assert not REALISTIC_SECRET.search(text), f
         for doc in load_yaml_docs(f):
             assert "data" not in doc or doc["kind"] != "Secret", f"{f}: base64 data hides values; use stringData"
-            for path, key, value in walk(doc):
+            for _path, key, value in walk(doc):
                 if isinstance(value, str) and value.startswith("{"):
                     for _, k, v in walk(json.loads(value)):
                         if is_credential_name(k):
