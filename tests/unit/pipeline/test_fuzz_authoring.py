@@ -9,7 +9,7 @@ a hint. No example may take over 5 s (``deadline``).
 Budget: the ``mbt-fuzz`` profile is derandomized (the same examples on every run, CI included)
 and sized by ``FUZZ_EXAMPLES`` (default 100 per CLI property, 3x for ``parse_vars``, a third for
 ``--vars`` through the CLI: about 630 examples, some 15-20 s of CPU plus the sklearn warm-up).
-``MBT_FUZZ_EXAMPLES=5000 pytest tests/unit/test_fuzz_authoring.py`` digs deeper locally.
+``MBT_FUZZ_EXAMPLES=5000 pytest tests/unit/pipeline/test_fuzz_authoring.py`` digs deeper locally.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def frame():
 
 
 def fit(df, **kw):
-    kw.setdefault("missing_indicator_threshold", None)  # indicators: tests/unit/test_ml_columns.py
+    kw.setdefault("missing_indicator_threshold", None)  # indicators: tests/unit/ml/test_ml_columns.py
     return pp.fit(df, label_column="churned", id_column="customer_id", **kw)
 
 

@@ -1,4 +1,4 @@
-"""Bad-input suite: every malformed pipeline/profile in tests/unit/bad_input/ must give exit 2,
+"""Bad-input suite: every malformed pipeline/profile in tests/unit/pipeline/bad_input/ must give exit 2,
 exactly one message starting with the exact ``file:line`` (and a column), naming the field, with
 a hint, and no traceback. The table-driven hostile corpus is in ``test_hostile_input.py``.
 
