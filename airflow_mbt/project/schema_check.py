@@ -92,11 +92,11 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return path, f"value {inst!r} must be {op} {error.validator_value}", schema.get("description")
-    if v in ("minLength", "minItems"):
+    if v in ("minLength", "minItems", "minProperties"):
         return path, "must not be empty", "write a value, or remove the key where a default exists"
     if v in ("anyOf", "oneOf"):
         return path, f"invalid value {inst!r}", schema.get("description")
-    return path, error.message, None
+    return path, error.message, "see docs/configuration.md and CONTRACTS.md for the expected form"
 
 
 def validate(doc: Located, schema_path: Path, what: str = "document") -> None:
