@@ -174,6 +174,9 @@ def s3_requests(manifests, env: dict) -> None:
 
     from airflow_mbt.manifests import publish_manifests
 
+    import logging
+
+    logging.getLogger("airflow_mbt").setLevel(logging.WARNING)  # one INFO line per published manifest
     prefix = f"s3://mbt-pipeline-artifacts/bench-parse/{uuid.uuid4().hex[:10]}/"
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
     publish_manifests(manifests, prefix, conn_id="mbt_s3")

@@ -75,9 +75,12 @@ class ManifestLocation:
         self.storage = storage
         self.label = label
         self.is_s3 = is_s3
+        self._base = label if label.endswith("/") else label + "/"
 
     def uri(self, key: str) -> str:
-        return self.storage.uri(key)
+        """What ``storage.uri(key)`` gives for a valid key, without re-validating it (the parse
+        path names every manifest twice)."""
+        return self._base + key
 
     def list(self) -> dict[str, str | None]:
         """Every ``<pipeline>/<leaf>.json`` key -> its version (``None`` on disk: ``get`` hashes)."""
@@ -86,6 +89,13 @@ class ManifestLocation:
                                 hint="run `mbt compile` / `mbt deploy`, or point MBT_MANIFESTS_URI at the folder")
         return {k: v for k, v in self.storage.list_versions("").items()
                 if k.count("/") == 1 and k.endswith(".json")}
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes of ``key`` (no version: on disk that would hash them), ``None`` when missing."""
+        try:
+            return self.storage.get(key)
+        except FileNotFoundError:
+            return None
 
     def get(self, key: str) -> tuple[bytes, str] | None:
         data, version = self.storage.read_versioned(key)

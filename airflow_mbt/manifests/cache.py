@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,8 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _accept(result: LoadResult, name: str, data: bytes, source: str, pinned_uri: str) -> None:
+def _accept(result: LoadResult, name: str, data: bytes, source: str,
+            pinned_uri: Callable[[Manifest], str]) -> None:
     try:
         manifest = Manifest.from_json(data, source=source)
         if manifest.name != name:
@@ -63,7 +64,7 @@ def _accept(result: LoadResult, name: str, data: bytes, source: str, pinned_uri:
         log.error("mbt: skipping manifest %s: %s", source, exc)
         return
     result.manifests[name] = manifest
-    result.pinned_uris[name] = pinned_uri
+    result.pinned_uris[name] = pinned_uri(manifest)
 
 
 def _names(keys: Iterable[str], only: str | None) -> list[str]:
@@ -75,17 +76,17 @@ def _load_local(backend: ManifestLocation, only: str | None) -> LoadResult:
     result = LoadResult(source=backend.label)
     keys = backend.list()
     for name in _names(keys, only):
-        got = backend.get(current_key(name))
-        if got is None:
+        current = current_key(name)
+        data = backend.read(current)
+        if data is None:
             continue
-        data = got[0]
-        try:
-            h = json.loads(data)["content_hash"]
-            pin = pinned_key(name, h)
-            pinned = backend.uri(pin) if pin in keys else backend.uri(current_key(name))
-        except (ValueError, KeyError, TypeError, MBTError):
-            pinned = backend.uri(current_key(name))
-        _accept(result, name, data, backend.uri(current_key(name)), pinned)
+
+        def pinned(manifest: Manifest, current: str = current) -> str:
+            # compiled but never deployed: tasks read the manifest itself
+            pin = pinned_key(manifest.name, manifest.content_hash)
+            return backend.uri(pin if pin in keys else current)
+
+        _accept(result, name, data, backend.uri(current), pinned)
     return result
 
 
@@ -146,12 +147,13 @@ class _S3Cache:
             except FileNotFoundError:
                 result.errors[source] = "cached copy is missing"
                 continue
-            try:
-                pin = pinned_key(name, json.loads(data)["content_hash"])
-            except (ValueError, KeyError, TypeError, MBTError):
-                pin = current_key(name)
             pins = self.index["entries"][name].get("pins") or []
-            _accept(result, name, data, source, self.backend.uri(pin if pin in pins else current_key(name)))
+
+            def pinned(manifest: Manifest, pins: list[str] = pins) -> str:
+                pin = pinned_key(manifest.name, manifest.content_hash)
+                return self.backend.uri(pin if pin in pins else current_key(manifest.name))
+
+            _accept(result, name, data, source, pinned)
         result.from_cache = len(result.manifests) - result.fetched
 
 

@@ -67,11 +67,13 @@ class LocalStorage(Storage):
         if not root.is_dir():
             return []
         keys = []
+        skip = len(str(self.base_path)) + 1  # string slicing: this runs for every file on a DAG parse
         for dirpath, _dirs, files in os.walk(root):
+            rel = dirpath[skip:].replace(os.sep, "/")
             for name in files:
                 if is_internal(name):
                     continue
-                key = Path(dirpath, name).relative_to(self.base_path).as_posix()
+                key = f"{rel}/{name}" if rel else name
                 if key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
