@@ -4,6 +4,8 @@ only touching ``MBTKubernetesStepOperator`` pulls in the cncf-kubernetes provide
 
 from __future__ import annotations
 
+from typing import Any
+
 _EXPORTS = {
     "MBTStepOperator": "airflow_mbt.operators.step",
     "MBTKubernetesStepOperator": "airflow_mbt.operators.kubernetes",
@@ -11,7 +13,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         import importlib
 

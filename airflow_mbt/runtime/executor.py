@@ -66,7 +66,7 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
              try_number, manifest.target_name)
     started = time.monotonic()
     own_dir = work_dir is None
-    root = Path(tempfile.mkdtemp(prefix=f"mbt-{step.name}-")) if own_dir else Path(work_dir)
+    root = Path(tempfile.mkdtemp(prefix=f"mbt-{step.name}-")) if work_dir is None else Path(work_dir)
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".mbt-io-", dir=root))
     try:

@@ -53,7 +53,9 @@ def load_manifest(source: ManifestSource) -> Manifest:
     if "://" in source.location:
         from airflow_mbt.manifests import fetch_manifest
 
-        return fetch_manifest(source.location, conn_id=source.conn_id, expected_hash=source.expected_hash)
+        fetched: Manifest = fetch_manifest(source.location, conn_id=source.conn_id,
+                                           expected_hash=source.expected_hash)
+        return fetched
     manifest = Manifest.read(Path(source.location))
     if source.expected_hash and manifest.content_hash != source.expected_hash:
         raise MBTInputError(f"manifest has content hash {manifest.content_hash}, expected {source.expected_hash}",

@@ -24,7 +24,8 @@ from airflow_mbt.errors import StepTerminated, describe
 from airflow_mbt.manifest import Manifest
 from airflow_mbt.runtime import artifacts, run_results
 from airflow_mbt.runtime.context import RunContext, TargetRuntime
-from airflow_mbt.runtime.invocation import StepFailedError, invoke
+from airflow_mbt.errors import StepFailedError
+from airflow_mbt.runtime.invocation import invoke
 from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import new_run_id, validate_run_id
 from airflow_mbt.runtime.run_results import RunResults, StepResult

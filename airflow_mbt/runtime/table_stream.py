@@ -19,7 +19,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Iterator
 
 from airflow_mbt.errors import MBTError, MBTInputError
 
@@ -51,16 +51,17 @@ def default_chunk_rows() -> int:
     return value
 
 
-def pandas_of(table) -> "pd.DataFrame":
+def pandas_of(table: Any) -> pd.DataFrame:
     """A pyarrow Table as pandas without de-duplicating strings (a memo as large as a column of
     unique ids) and releasing Arrow buffers column by column as they are converted."""
-    return table.to_pandas(deduplicate_objects=False, self_destruct=True, split_blocks=True)
+    df: pd.DataFrame = table.to_pandas(deduplicate_objects=False, self_destruct=True, split_blocks=True)
+    return df
 
 
 class _HashingFile(io.RawIOBase):
     """A write-only file that hashes and counts the bytes it passes to the real file."""
 
-    def __init__(self, fh):
+    def __init__(self, fh: BinaryIO) -> None:
         super().__init__()
         self._fh = fh
         self.sha = hashlib.sha256()
@@ -69,7 +70,7 @@ class _HashingFile(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: Any) -> int:
         self.sha.update(data)
         self.size += len(data)
         return self._fh.write(data)
@@ -89,9 +90,9 @@ class TableWriter:
         self.num_rows = 0
         self.sha256: str | None = None
         self.size: int | None = None
-        self._schema = None
-        self._writer = None
-        self._fh = None
+        self._schema: Any = None
+        self._writer: Any = None
+        self._fh: BinaryIO | None = None
         self._hashing: _HashingFile | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -143,6 +144,7 @@ class TableWriter:
             import pandas as pd
 
             self.write(pd.DataFrame())
+        assert self._fh is not None and self._hashing is not None  # set with the writer
         self._writer.close()
         self._fh.close()
         self.sha256, self.size = self._hashing.sha.hexdigest(), self._hashing.size
@@ -153,13 +155,14 @@ class TableWriter:
             try:
                 self._writer.close()
             finally:
-                self._fh.close()
+                if self._fh is not None:
+                    self._fh.close()
         self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> "TableWriter":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -183,7 +186,8 @@ class StreamedTable:
 
     @property
     def num_rows(self) -> int:
-        return self._file.metadata.num_rows
+        rows: int = self._file.metadata.num_rows
+        return rows
 
     def __len__(self) -> int:
         return self.num_rows
@@ -232,7 +236,7 @@ class StreamedTable:
         if not produced:
             yield self._frame(self._file.schema_arrow.empty_table())
 
-    def _frame(self, table) -> "pd.DataFrame":
+    def _frame(self, table: Any) -> pd.DataFrame:
         df = pandas_of(table)
         for col, dtype in self._widen.items():
             if df[col].dtype != dtype:
@@ -249,7 +253,7 @@ class StreamedTable:
         return f"StreamedTable({self.path.name}, rows={self.num_rows}, columns={self.columns})"
 
 
-def frames(value, rows: int | None = None) -> Iterator["pd.DataFrame"]:
+def frames(value: Any, rows: int | None = None) -> Iterator[pd.DataFrame]:
     """Chunks of a ``StreamedTable`` or of a DataFrame (sliced, 0-based index per chunk)."""
     rows = rows or default_chunk_rows()
     if isinstance(value, StreamedTable):
