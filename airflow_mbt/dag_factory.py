@@ -71,8 +71,9 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
              max_active_runs=1, default_args=default_args(manifest), tags=tags, doc_md=doc_md(manifest),
              description=f"mbt {manifest.kind} pipeline {manifest.name} ({manifest.target_name})",
              auto_register=False) as dag:  # collected from the loader's globals() only when complete
-        common: dict[str, Any] = dict(pipeline=manifest.name, manifest_uri=manifest_uri, manifest_hash=manifest.content_hash,
-                      target=manifest.target_name, manifest_conn_id=manifest_conn_id)
+        common: dict[str, Any] = dict(pipeline=manifest.name, manifest_uri=manifest_uri,
+                                      manifest_hash=manifest.content_hash, target=manifest.target_name,
+                                      manifest_conn_id=manifest_conn_id)
         tasks: dict[str, Any] = {}
         for step in manifest.steps:
             if kind == ExecutorType.KUBERNETES:
