@@ -40,6 +40,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -304,7 +305,6 @@ class Manifest:
     config: Mapping[str, Any]
     criteria: tuple[Criterion, ...]
     steps: tuple[ManifestStep, ...]
-    positions: Mapping[str, SourcePosition]
     content_hash: str
 
     # ---- typed accessors ---------------------------------------------------------------------
@@ -330,6 +330,17 @@ class Manifest:
     def producers(self) -> dict[str, str]:
         """artifact name -> the step that outputs it."""
         return {out: s.name for s in self.steps for out in s.output_names}
+
+    @cached_property
+    def positions(self) -> Mapping[str, SourcePosition]:
+        """Field -> source position; parsed on first use (DAG parsing never needs them). A
+        malformed entry is skipped: a position only decorates an error message."""
+        out: dict[str, SourcePosition] = {}
+        for key, pos in (self.data.get("positions") or {}).items():
+            if (isinstance(pos, list) and len(pos) == 3 and isinstance(pos[0], str)
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in pos[1:])):
+                out[key] = SourcePosition(pos[0], pos[1], pos[2])
+        return MappingProxyType(out)
 
     def position(self, dotted: str) -> SourcePosition | None:
         """Where field ``dotted`` (or its nearest written ancestor) is in the pipeline YAML."""
@@ -378,12 +389,7 @@ class Manifest:
         if expected != data["content_hash"]:
             raise ManifestFormatError("content_hash does not match the manifest content", file=source,
                                       field="content_hash", hint="the file was edited or truncated; recompile it")
-        positions = {}
-        for key, pos in _mapping(data.get("positions"), "positions", source).items():
-            if not (isinstance(pos, list) and len(pos) == 3 and isinstance(pos[0], str)
-                    and all(isinstance(n, int) for n in pos[1:])):
-                raise ManifestFormatError("must be [file, line, col]", file=source, field=f"positions.{key}")
-            positions[key] = SourcePosition(pos[0], pos[1], pos[2])
+        _mapping(data.get("positions"), "positions", source)  # its entries are read on first use
         criteria = []
         for i, item in enumerate(_list(data.get("criteria", []), "criteria", source)):
             c = _mapping(item, f"criteria[{i}]", source)
@@ -400,7 +406,7 @@ class Manifest:
                    schedule=_str(data["schedule"], "schedule", source),
                    target=TargetSpec.from_json(data["target"], source),
                    config=_mapping(data["config"], "config", source),
-                   criteria=tuple(criteria), steps=steps, positions=MappingProxyType(positions),
+                   criteria=tuple(criteria), steps=steps,
                    content_hash=_str(data["content_hash"], "content_hash", source))
 
     def to_json(self) -> str:
