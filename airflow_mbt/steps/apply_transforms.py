@@ -7,7 +7,7 @@ chunked result equals the whole-frame one (custom transforms used in serving mus
 
 from __future__ import annotations
 
-from airflow_mbt.ml import contract, custom_transforms, preprocessing
+from airflow_mbt.ml import contract, custom_transforms, data_checks, preprocessing
 from airflow_mbt.runtime.table_stream import frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 
@@ -23,6 +23,7 @@ def run(ctx, inputs: dict) -> dict:
         for df in frames(inputs["scoring_data"], ctx.chunk_rows()):
             df = custom_transforms.apply(df, specs, ctx.project_dir)
             contract.check(df, pre, source=f"table {table!r}")
+            data_checks.reject_non_finite(df, {id_col} if id_col else set(), f"table {table!r}")
             features = preprocessing.transform(df, pre)
             if id_col:
                 features.insert(0, id_col, df[id_col].to_numpy())

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from airflow_mbt.errors import DataContractError, MBTInputError
 from airflow_mbt.constants import _StrEnum
-from airflow_mbt.ml import columns, custom_transforms
+from airflow_mbt.ml import columns, custom_transforms, data_checks
 from airflow_mbt.ml.columns import as_datetime
 from airflow_mbt.ml.preprocessing import settings_from_config
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
@@ -81,10 +81,13 @@ def run(ctx, inputs: dict) -> dict:
     df = custom_transforms.apply(inputs["raw_data"], settings["custom_transforms"], ctx.project_dir)
     columns.check_references(df, ctx.config)
     df = df.drop(columns=[c for c in schema.ignored_columns if c in df.columns]).reset_index(drop=True)
+    pre_cfg = (ctx.config.get("training") or {}).get("preprocessing") or {}
+    df = data_checks.handle_non_finite(df, pre_cfg.get("non_finite"), {schema.label_column}, ctx.log)
     strata = None
     if schema.is_classification:
         labels = normalize_labels(df[schema.label_column], schema.resolve_classes(df[schema.label_column]),
                                   schema.label_column)
+        data_checks.reject_single_class(labels, schema.label_column)
         counts = labels.value_counts()
         if stratify and counts.min() >= 2:
             strata = labels
