@@ -25,8 +25,6 @@ followed by ``\n  hint: ...`` when a hint is given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from airflow_mbt.constants import ExitCode
 
 
@@ -134,11 +132,20 @@ class StepTerminated(BaseException):
         super().__init__(f"terminated by signal {signum}")
 
 
-@dataclass(frozen=True)
 class Classification:
-    category: str  # input | not_retryable | infrastructure | interrupted | terminated | unexpected
-    exit_code: ExitCode
-    retryable: bool
+    """One row of the table: ``category`` (input | not_retryable | infrastructure | interrupted |
+    terminated | unexpected), the exit code, and whether an orchestrator retries it. (A plain
+    class, not a dataclass: ``mbt --help`` imports this module and stays light.)"""
+
+    __slots__ = ("category", "exit_code", "retryable")
+
+    def __init__(self, category: str, exit_code: ExitCode, retryable: bool) -> None:
+        self.category = category
+        self.exit_code = exit_code
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"Classification({self.category!r}, {int(self.exit_code)}, retryable={self.retryable})"
 
     @property
     def expected(self) -> bool:
