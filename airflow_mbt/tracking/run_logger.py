@@ -116,6 +116,9 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
             "framework": meta["framework"], "problem_type": meta["problem_type"]}
     if project.get("tags"):
         tags["project_tags"] = ",".join(map(str, project["tags"]))
+    for key, value in (ctx.run.to_json() if ctx.run else {}).items():  # mbt_logical_date, mbt_interval_start...
+        if value is not None and key != "run_id":
+            tags[f"mbt_{key}"] = str(value)
     run_id = client.create_run(experiment_id, run_name=f"{manifest.name}-{ctx.run_id}", tags=tags).info.run_id
     try:
         params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
