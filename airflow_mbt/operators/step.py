@@ -21,7 +21,11 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_mbt.operators.failures import airflow_failures
-from airflow_mbt.operators.run_id import XCOM_KEY, RunIdTemplateMixin, run_id_from_context
+from airflow_mbt.operators.run_id import (
+    XCOM_KEY,
+    RunIdTemplateMixin,
+    run_id_from_context,
+)
 
 
 def check_manifest_identity(manifest: Any, pipeline: str, target: str) -> None:

@@ -59,7 +59,7 @@ def period_start(end: datetime, cadence: str) -> datetime:
         return end - timedelta(days=7)
     if name == "monthly":
         return _minus_month(end)
-    from croniter import croniter  # shipped with Airflow
+    from croniter import croniter  # type: ignore[import-untyped]  # shipped with Airflow
 
     previous: datetime = croniter(" ".join(cadence.split()), end).get_prev(datetime)
     return utc(previous)

@@ -50,7 +50,7 @@ def run_id_from_airflow(dag_id: str, airflow_run_id: str, when: datetime | str |
     if when is None:
         raise MBTInputError("the DAG run has neither a logical date nor run_after",
                             hint="pass logical_date or run_after of the DAG run")
-    digest = hashlib.sha256(f"{dag_id}\n{airflow_run_id}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{dag_id}\n{airflow_run_id}".encode()).hexdigest()
     return f"{_stamp(_utc(when))}_{digest[:SUFFIX_HEX]}"
 
 

@@ -86,9 +86,14 @@ def test_run_results_and_every_step_carry_the_run_context(tmp_path, monkeypatch)
     (tmp_path / "sample_data" / "customers.csv").write_text("customer_id,tenure,churned\nC1,1,0\nC2,2,1\nC3,3,0\n"
                                                             "C4,4,1\nC5,5,0\n")
     seen: list[RunContext] = []
-    for name, mod in training_steps([]).items():
-        inner = mod.run
-        mod.run = (lambda f: lambda ctx, inputs: (seen.append(ctx.run), f(ctx, inputs))[1])(inner)
+    def recording(step_run):
+        def run(ctx, inputs):
+            seen.append(ctx.run)
+            return step_run(ctx, inputs)
+        return run
+
+    for mod in training_steps([]).values():
+        mod.run = recording(mod.run)
         monkeypatch.setitem(sys.modules, mod.__name__, mod)
     manifest = make_manifest()
     run = RunContext(run_id="run_20261126_000000_0123456789abcdef", logical_date=utc(2026, 11, 26),
@@ -119,3 +124,47 @@ def test_300_pipelines_on_one_logical_date_get_distinct_ids_and_prefixes():
         f"pipeline_007/{ids['pipeline_007']}/load_data/raw_data.parquet"
     # even an equal run id cannot share a key across pipelines
     assert registry_key("run_x", "a") != registry_key("run_x", "b")
+
+
+def test_the_operator_builds_the_run_context_from_the_task_context():
+    from airflow.models.dagrun import DagRun
+
+    from airflow_mbt.operators.step import run_context_from_airflow
+
+    when = utc(2026, 11, 26)
+    dag_run = DagRun(dag_id="mbt_serving", run_id="scheduled__2026-11-26T00:00:00+00:00", logical_date=when,
+                     run_after=when, data_interval=(when, when), run_type="scheduled")
+
+    class TI:
+        try_number = 3
+
+    context = {"dag_run": dag_run, "ti": TI(), "logical_date": when, "data_interval_start": when,
+               "data_interval_end": when}
+    run = run_context_from_airflow(context, "run_x")
+    assert (run.dag_id, run.airflow_run_id, run.run_type, run.try_number) == \
+        ("mbt_serving", dag_run.run_id, "scheduled", 3)
+    # CronTriggerTimetable's empty interval: the invocation path completes it from the cadence
+    resolved = resolve(run, make_manifest())
+    assert (resolved.interval_start, resolved.interval_end) == (utc(2026, 11, 25), when)
+    manual = DagRun(dag_id="mbt_serving", run_id="manual__x", logical_date=None, run_after=when, run_type="manual")
+    assert run_context_from_airflow({"dag_run": manual, "ti": TI()}, "run_y").logical_date == when
+
+
+def test_on_kill_raises_step_terminated_only_while_a_step_runs_in_this_thread():
+    import signal
+    import threading
+
+    from airflow_mbt.errors import StepTerminated
+    from airflow_mbt.operators.step import MBTStepOperator
+
+    op = MBTStepOperator(pipeline="p", step="load_data", manifest_uri="/m.json", manifest_hash="sha256:" + "0" * 64,
+                         target="dev")
+    op.on_kill()  # no step running: nothing to stop
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: op.on_kill())  # what the task SDK installs
+    try:
+        op._running_in = threading.get_ident()
+        with pytest.raises(StepTerminated):
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        op._running_in = None
+        signal.signal(signal.SIGTERM, previous)
