@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from airflow_mbt.constants import StepStatus
-from airflow_mbt.errors import MBTError, MBTInputError
+from airflow_mbt.errors import MBTError, MBTInputError, StepTerminated
 from airflow_mbt.manifest import Manifest, ManifestStep
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.context import RunContext, StepContext, TargetRuntime
@@ -89,11 +89,21 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
                  time.monotonic() - started)
         raise
     finally:
-        shutil.rmtree(scratch if not own_dir else root, ignore_errors=True)
+        _remove_tree(scratch if not own_dir else root)
     seconds = round(time.monotonic() - started, 3)
     log.info("mbt step %s.%s run_id=%s ok in %.1fs", manifest.name, step.name, run_id, seconds)
     return StepResult(name=step.name, status=StepStatus.SUCCESS, seconds=seconds, run_id=run_id,
                       outputs={name: e["uri"] for name, e in entries.items()})
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a temp folder; a SIGTERM arriving meanwhile (``StepTerminated``, raised once) lets the
+    removal finish before the step stops."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except StepTerminated:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _store_outputs(storage: Any, pipeline: str, run_id: str, step: ManifestStep, outputs: Any,
