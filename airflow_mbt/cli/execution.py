@@ -10,6 +10,20 @@ from airflow_mbt.constants import PipelineKind
 from airflow_mbt.errors import MBTInputError
 
 
+RUN_TYPE_LOCAL = "local"  # run_type of a run started by hand from the CLI (not by Airflow)
+
+
+def _date_arg(value, field: str, now: bool = False):
+    """A CLI date option as a UTC datetime; ``now`` (UTC) when absent and ``now`` is set."""
+    from datetime import datetime, timezone
+
+    from airflow_mbt.runtime.interval import parse_datetime
+
+    if value in (None, ""):
+        return datetime.now(timezone.utc).replace(microsecond=0) if now else None
+    return parse_datetime(value, field)
+
+
 class Progress:
     """Prints ``[1/5] load_data ... ok (0.4s)`` lines from runner events.
 
@@ -59,10 +73,12 @@ def _predictions_hint(manifest, runtime, project) -> str | None:
 
 
 def _summary(manifest, runtime, project, results: dict) -> None:
+    from airflow_mbt.runtime.artifacts import run_prefix
+
     run_id = results["run_id"]
     print(f"Completed {manifest.name} in {results.get('seconds', 0):.1f}s (run id {run_id})")
     try:
-        print(f"  artifacts:     {runtime.storage().uri(run_id)}")
+        print(f"  artifacts:     {runtime.storage().uri(run_prefix(run_id, manifest.name))}")
     except Exception:  # noqa: BLE001 - the summary must not fail a successful run
         pass
     if results.get("mlflow_run_id"):
@@ -83,6 +99,7 @@ def _results_path(project, manifest) -> str:
 def cmd_run(args) -> int:
     from airflow_mbt.cli.authoring import compile_one
 
+    logical_date = _date_arg(args.logical_date, "--logical-date", now=True)  # bad input first, before compiling
     project = project_of(args)
     variables = vars_of(args)
     target = target_of(project, args, variables)
@@ -95,11 +112,13 @@ def cmd_run(args) -> int:
     from airflow_mbt.runtime.runner import run_pipeline
 
     run_id = validate_run_id(args.run_id, "--run-id") if args.run_id else new_run_id()
-    print(f"Run id: {run_id}  (pipeline {manifest.name}, target {manifest.target_name})", flush=True)
+    run = RunContext(run_id=run_id, logical_date=logical_date, run_type=RUN_TYPE_LOCAL)
+    print(f"Run id: {run_id}  (pipeline {manifest.name}, target {manifest.target_name}, "
+          f"logical date {run.logical_date.isoformat() if run.logical_date else '-'})", flush=True)
     runtime = TargetRuntime.from_manifest(manifest, project_dir=project.root)
     try:
         with sigterm_raises():
-            results = run_pipeline(manifest, runtime, run=RunContext(run_id=run_id), progress=Progress())
+            results = run_pipeline(manifest, runtime, run=run, progress=Progress())
     except BaseException:
         print(f"Run {run_id} failed; step results in {_results_path(project, manifest)}", file=sys.stderr)
         raise
@@ -133,7 +152,12 @@ def cmd_step_execute(args) -> int:
     from airflow_mbt.runtime.invocation import invoke_from_source, sigterm_raises
     from airflow_mbt.runtime.run_id import validate_run_id
 
-    run = RunContext(run_id=validate_run_id(args.run_id, "--run-id"), try_number=args.try_number)
+    run = RunContext(run_id=validate_run_id(args.run_id, "--run-id"), try_number=args.try_number,
+                     logical_date=_date_arg(args.logical_date, "--logical-date", now=True),
+                     interval_start=_date_arg(args.interval_start, "--interval-start"),
+                     interval_end=_date_arg(args.interval_end, "--interval-end"),
+                     run_type=args.run_type or RUN_TYPE_LOCAL, dag_id=args.dag_id or None,
+                     airflow_run_id=args.airflow_run_id or None)
     with sigterm_raises():
         manifest, result = invoke_from_source(_manifest_source(args, project), pipeline=args.pipeline,
                                               target=args.target, step=args.step, run=run,

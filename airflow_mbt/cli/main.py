@@ -8,10 +8,11 @@ Orchestrators retry only 1 and 143.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from airflow_mbt.constants import ExitCode
-from airflow_mbt.errors import StepFailedError, classify, describe
+from airflow_mbt.errors import StepFailedError, StepTerminated, classify, describe
 
 COMMANDS = {
     "init": ("airflow_mbt.cli.authoring", "cmd_init"),
@@ -53,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         raise  # argparse inside a command
     except BaseException as err:  # noqa: BLE001 - the CLI boundary: one message, one exit code
-        return report(err, verbose)
+        code = report(err, verbose)
+        if isinstance(err, StepTerminated):
+            # the step has unwound (rolled back, temp folders removed, run_results written); the
+            # interpreter's teardown of a large heap (measured: >10 s of final GC after a 1.5M-row
+            # publish) must not outlast the orchestrator's grace period before SIGKILL
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
 
 
 def report(err: BaseException, verbose: bool) -> int:

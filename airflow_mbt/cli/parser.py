@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
              "  mbt run --select training_churn_model_v1 --target dev\n"
              "  mbt run --select training_churn_model_v1 --vars max_runtime_secs=30", common)
     p.add_argument("--select", "-s", required=True, metavar="NAME", help="the pipeline to run")
-    p.add_argument("--run-id", metavar="R", help="run id to use (default: a new run_YYYYMMDD_HHMMSS_xxxx)")
+    p.add_argument("--run-id", metavar="R", help="run id to use (default: a new run_YYYYMMDD_HHMMSS_<16 hex>)")
+    p.add_argument("--logical-date", metavar="DATE", help="the date the run is for, YYYY-MM-DD or ISO 8601 "
+                   "(default: now, UTC); the interval is the cadence period ending at it")
     _target_options(p)
 
     p = _sub(subs, "step", "run one step of a compiled pipeline (used by pods and operators)",
@@ -100,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--manifest-conn-id", metavar="CONN", default=None,
                    help="Airflow connection for an s3:// manifest (default: the store's default)")
     e.add_argument("--try-number", type=int, default=1, metavar="K", help="attempt number (Airflow retries)")
+    e.add_argument("--logical-date", metavar="DATE", help="YYYY-MM-DD or ISO 8601 (default: now, UTC)")
+    e.add_argument("--interval-start", metavar="DATE", help="start of the data interval (default: from the cadence)")
+    e.add_argument("--interval-end", metavar="DATE", help="end of the data interval (default: the logical date)")
+    e.add_argument("--run-type", metavar="TYPE", help="Airflow run type (scheduled, manual, backfill, ...)")
+    e.add_argument("--dag-id", metavar="DAG", help="Airflow DAG id of the run")
+    e.add_argument("--airflow-run-id", metavar="RUN", help="Airflow DAG run id")
 
     p = _sub(subs, "deploy", "publish compiled manifests of a target for the Airflow DAG loader",
              "  mbt compile --target prod && mbt deploy --target prod\n"

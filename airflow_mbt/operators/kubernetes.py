@@ -22,12 +22,29 @@ _CONN_ID = re.compile(r"[A-Za-z0-9_]+")
 _LABEL = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+def _iso(expr: str) -> str:
+    """Jinja rendering ``expr`` (a datetime or None) as ISO 8601, or '' when None."""
+    return f"{{{{ ({expr}).isoformat() if ({expr}) else '' }}}}"
+
+
+# The run context of the pod, rendered from the task context at run time (``mbt step execute``
+# reads '' as absent; the interval is completed from the cadence when start == end).
+RUN_CONTEXT_ARGUMENTS = [
+    "--logical-date", _iso("dag_run.logical_date or dag_run.run_after"),
+    "--interval-start", _iso("dag_run.data_interval_start"),
+    "--interval-end", _iso("dag_run.data_interval_end"),
+    "--run-type", "{{ dag_run.run_type or '' }}",
+    "--dag-id", "{{ dag_run.dag_id }}",
+    "--airflow-run-id", "{{ dag_run.run_id }}",
+]
+
+
 def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, manifest_hash: str,
                    manifest_conn_id: str | None = None) -> list[str]:
-    """Arguments of ``mbt`` in the pod (run id and try number rendered at run time)."""
+    """Arguments of ``mbt`` in the pod (run id, try number and run context rendered at run time)."""
     args = ["step", "execute", "--pipeline", pipeline, "--step", step, "--target", target,
             "--run-id", RUN_ID_TEMPLATE, "--manifest", manifest_uri, "--manifest-hash", manifest_hash,
-            "--try-number", "{{ ti.try_number }}"]
+            "--try-number", "{{ ti.try_number }}", *RUN_CONTEXT_ARGUMENTS]
     if manifest_conn_id:
         args += ["--manifest-conn-id", manifest_conn_id]
     return args

@@ -1,14 +1,31 @@
-"""``MBTStepOperator``: run one manifest step inside the Airflow worker process."""
+"""``MBTStepOperator``: run one manifest step inside the Airflow worker process.
+
+The run context (``run_context_from_airflow``) comes from the task context: logical date
+(``run_after`` for a run without one), Airflow's data interval, run type, try number, dag id
+and DAG run id; the invocation path completes the interval from the cadence when Airflow's is
+empty (start == end under ``CronTriggerTimetable``).
+
+Stopping: Airflow 3's supervisor sends SIGTERM to the task process (task marked failed or
+cleared, lost heartbeat), then SIGKILL 5 s later. The task SDK's SIGTERM handler calls
+``on_kill()`` in the main thread and returns; ``on_kill`` here raises ``StepTerminated`` from
+that handler while a step runs, so the step unwinds at once (temp folders removed, the publish
+transaction rolled back) instead of running on until SIGKILL.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_mbt.operators.failures import airflow_failures
-from airflow_mbt.operators.run_id import XCOM_KEY, RunIdTemplateMixin, run_id_from_context
+from airflow_mbt.operators.run_id import (
+    XCOM_KEY,
+    RunIdTemplateMixin,
+    run_id_from_context,
+)
 
 
 def check_manifest_identity(manifest: Any, pipeline: str, target: str) -> None:
@@ -16,6 +33,26 @@ def check_manifest_identity(manifest: Any, pipeline: str, target: str) -> None:
     from airflow_mbt.runtime.invocation import check_identity
 
     check_identity(manifest, pipeline, target)
+
+
+def run_context_from_airflow(context: Any, run_id: str) -> Any:
+    """The ``RunContext`` of this task instance (see the module docstring)."""
+    from airflow_mbt.runtime.context import RunContext
+    from airflow_mbt.runtime.interval import utc
+
+    dag_run = context["dag_run"]
+
+    def moment(value: Any) -> Any:
+        return utc(value) if value is not None else None
+
+    run_type = getattr(dag_run, "run_type", None)
+    return RunContext(run_id=run_id, try_number=int(context["ti"].try_number),
+                      logical_date=moment(context.get("logical_date") or getattr(dag_run, "logical_date", None)
+                                          or getattr(dag_run, "run_after", None)),
+                      interval_start=moment(context.get("data_interval_start")),
+                      interval_end=moment(context.get("data_interval_end")),
+                      dag_id=getattr(dag_run, "dag_id", None), airflow_run_id=dag_run.run_id,
+                      run_type=str(getattr(run_type, "value", run_type)) if run_type else None)
 
 
 class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
@@ -46,26 +83,37 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
         return Path(self.project_dir) if self.project_dir else project_dir()
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_mbt.runtime.context import RunContext
         from airflow_mbt.runtime.invocation import ManifestSource, invoke_from_source
 
         ti = context["ti"]
         dag_run = context["dag_run"]
         with airflow_failures():
             run_id = run_id_from_context(context)
-            run = RunContext(run_id=run_id, try_number=ti.try_number,
-                             logical_date=context.get("logical_date") or getattr(dag_run, "run_after", None),
-                             dag_id=getattr(dag_run, "dag_id", None), airflow_run_id=dag_run.run_id,
-                             run_type=str(getattr(dag_run, "run_type", "") or "") or None)
+            run = run_context_from_airflow(context, run_id)
             self.log.info("mbt run id %s (DAG run %s), step %s.%s, try %s, manifest %s",
                           run_id, dag_run.run_id, self.pipeline, self.step, ti.try_number, self.manifest_hash)
             ti.xcom_push(key=XCOM_KEY, value=run_id)
             source = ManifestSource(self.manifest_uri, conn_id=self.manifest_conn_id,
                                     expected_hash=self.manifest_hash)
-            _, result = invoke_from_source(source, pipeline=self.pipeline, target=self.target, step=self.step,
-                                           run=run, project_dir=self._project_dir())
+            self._running_in = threading.get_ident()
+            try:
+                _, result = invoke_from_source(source, pipeline=self.pipeline, target=self.target,
+                                               step=self.step, run=run, project_dir=self._project_dir())
+            finally:
+                self._running_in = None
         from airflow_mbt.redaction import redact_obj
 
         self.log.info("mbt step %s.%s %s in %.1fs", self.pipeline, self.step, result.status, result.seconds)
         xcom: dict[str, Any] = redact_obj(result.to_xcom())
         return xcom
+
+    _running_in: int | None = None
+
+    def on_kill(self) -> None:
+        """Called by the task SDK's SIGTERM handler (main thread): stop the running step by raising
+        ``StepTerminated`` there. Outside a step (or from another thread) it does nothing."""
+        from airflow_mbt.errors import StepTerminated
+
+        if self._running_in is not None and self._running_in == threading.get_ident():
+            self.log.warning("mbt step %s.%s: SIGTERM, stopping the step", self.pipeline, self.step)
+            raise StepTerminated(15)

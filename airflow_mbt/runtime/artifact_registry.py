@@ -1,6 +1,6 @@
 """``ArtifactRegistry``: which artifacts a run has produced, where, and their sha256.
 
-Stored at ``<run_id>/.artifact_registry.json`` as ``{"run_id", "artifacts": {name: {"uri", "key",
+Stored at ``<pipeline>/<run_id>/.artifact_registry.json`` as ``{"run_id", "artifacts": {name: {"uri", "key",
 "kind", "sha256", "size", "step"}}}``. Updates are compare-and-swap (``read_versioned`` ->
 merge -> ``write_conditional``) retried with jitter, so steps of one run that finish at the same
 time (in different pods) never lose each other's entries.
@@ -14,7 +14,7 @@ import random
 import time
 
 from airflow_mbt.errors import MBTError, MBTInputError, RegistryConflictError
-from airflow_mbt.runtime.artifacts import canonical_json_bytes
+from airflow_mbt.runtime.artifacts import canonical_json_bytes, run_prefix
 
 log = logging.getLogger("airflow_mbt")
 
@@ -26,15 +26,16 @@ class ArtifactNotFoundError(MBTInputError):
     """An input artifact was never recorded for this run (its producing step did not run)."""
 
 
-def registry_key(run_id: str) -> str:
-    return f"{run_id}/{REGISTRY_NAME}"
+def registry_key(run_id: str, pipeline: str | None = None) -> str:
+    return f"{run_prefix(run_id, pipeline)}/{REGISTRY_NAME}"
 
 
 class ArtifactRegistry:
-    def __init__(self, storage, run_id: str, *, max_attempts: int = MAX_ATTEMPTS):
+    def __init__(self, storage, run_id: str, *, pipeline: str | None = None, max_attempts: int = MAX_ATTEMPTS):
         self.storage = storage
         self.run_id = run_id
-        self.key = registry_key(run_id)
+        self.pipeline = pipeline
+        self.key = registry_key(run_id, pipeline)
         self.max_attempts = max_attempts
         self._artifacts: dict[str, dict] | None = None
 

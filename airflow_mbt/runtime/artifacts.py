@@ -33,9 +33,16 @@ class ArtifactError(MBTError):
     retryable = False
 
 
-def artifact_key(run_id: str, step: str, name: str, kind: str) -> str:
-    """``<run_id>/<step>/<artifact><ext>`` (CONTRACTS section 3)."""
-    return f"{run_id}/{step}/{name}{EXTENSIONS[kind]}"
+def run_prefix(run_id: str, pipeline: str | None = None) -> str:
+    """``<pipeline>/<run_id>``: every storage key of one run starts with it (CONTRACTS section 3),
+    so two pipelines never share a key even with equal run ids. ``pipeline=None`` (unit tests,
+    tools reading old runs) gives the bare ``<run_id>``."""
+    return f"{pipeline}/{run_id}" if pipeline else run_id
+
+
+def artifact_key(run_id: str, step: str, name: str, kind: str, pipeline: str | None = None) -> str:
+    """``<pipeline>/<run_id>/<step>/<artifact><ext>`` (CONTRACTS section 3)."""
+    return f"{run_prefix(run_id, pipeline)}/{step}/{name}{EXTENSIONS[kind]}"
 
 
 # ---- serialization ---------------------------------------------------------------------------
@@ -162,9 +169,10 @@ def _streamed_file(name: str, value: Any, local: Path) -> tuple[Path, str, int] 
     return writer.path, writer.sha256, writer.size
 
 
-def store(storage, run_id: str, step: str, name: str, kind: str, value: Any, scratch: Path) -> dict:
+def store(storage, run_id: str, step: str, name: str, kind: str, value: Any, scratch: Path, *,
+          pipeline: str | None = None) -> dict:
     """Serialize one output and upload it; returns its registry entry."""
-    key = artifact_key(run_id, step, name, kind)
+    key = artifact_key(run_id, step, name, kind, pipeline)
     local = scratch / f"{name}{EXTENSIONS[kind]}"
     streamed = _streamed_file(name, value, local) if kind in TABLE_KINDS else None
     if streamed is not None:

@@ -4,7 +4,7 @@
 It fetches the step's declared inputs from the run's artifact registry (sha256 verified), looks
 the step up in the ``StepSpec`` registry (``step_specs.py``: ``spec.module`` defines
 ``run(ctx, inputs)``), calls it in a fresh work directory, checks and stores the declared outputs
-at ``<run_id>/<step>/<artifact><ext>`` and records them in one conditional registry update.
+at ``<pipeline>/<run_id>/<step>/<artifact><ext>`` and records them in one conditional registry update.
 Re-running a step for the same run overwrites its outputs (idempotent retries). Exceptions from
 the step propagate unchanged: classifying them is the invocation path's job. The caller owns
 ``runtime`` and closes it.
@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from airflow_mbt.constants import StepStatus
-from airflow_mbt.errors import MBTError, MBTInputError
+from airflow_mbt.errors import MBTError, MBTInputError, StepTerminated
 from airflow_mbt.manifest import Manifest, ManifestStep
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.context import RunContext, StepContext, TargetRuntime
@@ -71,7 +71,7 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
     scratch = Path(tempfile.mkdtemp(prefix=".mbt-io-", dir=root))
     try:
         storage = runtime.storage()
-        registry = ArtifactRegistry(storage, run_id)
+        registry = ArtifactRegistry(storage, run_id, pipeline=manifest.name)
         registry.load()
         producers = manifest.producers()
         found = {name: registry.lookup(name, producers.get(name)) for name in step.inputs}  # all, first
@@ -81,7 +81,7 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
                           work_dir=root, try_number=try_number,
                           run=run or RunContext(run_id=run_id, try_number=try_number))
         outputs = module.run(ctx, inputs)
-        entries = _store_outputs(storage, run_id, step, outputs, scratch)
+        entries = _store_outputs(storage, manifest.name, run_id, step, outputs, scratch)
         registry.record(entries)
     except BaseException:
         # the invocation path prints the one message for this failure; this is only the timing
@@ -89,14 +89,24 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
                  time.monotonic() - started)
         raise
     finally:
-        shutil.rmtree(scratch if not own_dir else root, ignore_errors=True)
+        _remove_tree(scratch if not own_dir else root)
     seconds = round(time.monotonic() - started, 3)
     log.info("mbt step %s.%s run_id=%s ok in %.1fs", manifest.name, step.name, run_id, seconds)
     return StepResult(name=step.name, status=StepStatus.SUCCESS, seconds=seconds, run_id=run_id,
                       outputs={name: e["uri"] for name, e in entries.items()})
 
 
-def _store_outputs(storage: Any, run_id: str, step: ManifestStep, outputs: Any,
+def _remove_tree(path: Path) -> None:
+    """Remove a temp folder; a SIGTERM arriving meanwhile (``StepTerminated``, raised once) lets the
+    removal finish before the step stops."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except StepTerminated:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _store_outputs(storage: Any, pipeline: str, run_id: str, step: ManifestStep, outputs: Any,
                    scratch: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(outputs, dict):
         raise MBTError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict of outputs")
@@ -107,5 +117,6 @@ def _store_outputs(storage: Any, run_id: str, step: ManifestStep, outputs: Any,
     if extra:
         log.warning("step %s returned undeclared outputs (ignored): %s", step.name, ", ".join(extra))
     kinds = step.output_kinds
-    return {name: artifacts.store(storage, run_id, step.name, name, kinds[name], outputs[name], scratch)
+    return {name: artifacts.store(storage, run_id, step.name, name, kinds[name], outputs[name], scratch,
+                                  pipeline=pipeline)
             for name in step.output_names}

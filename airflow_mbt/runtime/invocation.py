@@ -8,7 +8,9 @@ differ only in how they obtain the manifest source, the run id and the run conte
    connection id, the expected content hash) — ``load_manifest``;
 2. check that it is the pipeline and target the caller expects — ``check_identity``;
 3. open the target runtime as a context manager (unless the caller shares one across steps);
-4. run the step through ``executor.execute_step`` with the ``RunContext``;
+4. complete the ``RunContext``'s data interval for this pipeline (``runtime.interval.resolve``:
+   ``deployment.interval``, else Airflow's data interval, else the cadence period ending at the
+   logical date) and run the step through ``executor.execute_step`` with it;
 5. on failure, attach the step to the error ONCE (``attach_step``: the message starts with
    ``step 'x' failed:``; a non-mbt exception is wrapped in ``StepFailedError``, the original kept
    as ``__cause__``) and re-raise; callers classify it with ``errors.classify``.
@@ -33,6 +35,7 @@ from airflow_mbt.errors import MBTError, MBTInputError, StepFailedError, StepTer
 from airflow_mbt.manifest import Manifest
 from airflow_mbt.runtime.context import RunContext, TargetRuntime
 from airflow_mbt.runtime.executor import execute_step
+from airflow_mbt.runtime.interval import resolve as resolve_interval
 from airflow_mbt.runtime.run_results import StepResult
 
 log = logging.getLogger("airflow_mbt")
@@ -101,6 +104,7 @@ def invoke(manifest: Manifest, step: str, run: RunContext, *, project_dir: Path 
     """Run ``step`` of ``manifest`` for ``run``. With ``runtime`` given the caller owns (and
     closes) it; otherwise one is opened for this step and closed after it."""
     try:
+        run = resolve_interval(run, manifest)
         if runtime is not None:
             return execute_step(manifest, step, run.run_id, runtime, try_number=run.try_number,
                                 work_dir=work_dir, run=run)
@@ -124,12 +128,21 @@ def invoke_from_source(source: ManifestSource, *, pipeline: str, target: str, st
 
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``StepTerminated`` in the main thread (no-op elsewhere)."""
+    """Within the block, the first SIGTERM raises ``StepTerminated`` in the main thread (no-op in
+    other threads). Later ones are logged and ignored, so they cannot break the unwinding (a
+    rollback, a temp folder removal) the first one started; the orchestrator's SIGKILL remains."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    fired = False
 
     def _handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        if fired:
+            log.warning("SIGTERM again while stopping; still cleaning up")
+            return
+        fired = True
+        log.warning("SIGTERM: stopping the step (rolling back, removing temp folders)")
         raise StepTerminated(signum)
 
     previous = signal.signal(signal.SIGTERM, _handler)

@@ -3,7 +3,11 @@
 JSON (``schema_version`` 1)::
 
     {"schema_version": 1, "pipeline", "run_id", "target", "status", "started_at", "finished_at",
-     "seconds", "mlflow_run_id", "steps": [{"name", "status", "seconds", "error"?, "outputs"?}]}
+     "seconds", "mlflow_run_id", "run": RunContext.to_json() | null,
+     "steps": [{"name", "status", "seconds", "error"?, "outputs"?}]}
+
+``run`` (additive, same schema_version) records what the run covered: logical_date, ds,
+interval_start, interval_end, run_type, try_number, dag_id, airflow_run_id.
 
 ``StepResult.to_xcom()`` is what an operator returns: ``{"step", "name", "status", "seconds",
 "outputs", "run_id"}``. A reader that meets another ``schema_version`` raises an input error
@@ -66,12 +70,13 @@ class RunResults:
     seconds: float | None = None
     mlflow_run_id: str | None = None
     steps: list[StepResult] = field(default_factory=list)
+    run: dict[str, Any] | None = None  # RunContext.to_json()
 
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "pipeline": self.pipeline, "run_id": self.run_id,
                 "target": self.target, "status": str(self.status), "started_at": self.started_at,
                 "finished_at": self.finished_at, "seconds": self.seconds, "mlflow_run_id": self.mlflow_run_id,
-                "steps": [s.to_json() for s in self.steps]}
+                "run": self.run, "steps": [s.to_json() for s in self.steps]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "run_results.json") -> RunResults:
@@ -86,7 +91,7 @@ class RunResults:
         return cls(pipeline=data["pipeline"], run_id=data["run_id"], target=data["target"],
                    status=StepStatus(data["status"]), started_at=data["started_at"],
                    finished_at=data.get("finished_at"), seconds=data.get("seconds"),
-                   mlflow_run_id=data.get("mlflow_run_id"), steps=steps)
+                   mlflow_run_id=data.get("mlflow_run_id"), steps=steps, run=data.get("run"))
 
     def write(self, path: Path) -> Path:
         return write(path, self.to_json())

@@ -25,6 +25,7 @@ from airflow_mbt.manifest import Manifest
 from airflow_mbt.runtime import artifacts, run_results
 from airflow_mbt.runtime.context import RunContext, TargetRuntime
 from airflow_mbt.errors import StepFailedError
+from airflow_mbt.runtime.interval import resolve as resolve_interval
 from airflow_mbt.runtime.invocation import invoke
 from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import new_run_id, validate_run_id
@@ -41,7 +42,7 @@ def _mlflow_run_id(manifest: Manifest, runtime: TargetRuntime, run_id: str, done
     if not any(MLFLOW_RUN_ARTIFACT in s.output_names for s in manifest.steps if s.name in done):
         return None
     storage = runtime.storage()
-    entry = ArtifactRegistry(storage, run_id).lookup(MLFLOW_RUN_ARTIFACT)
+    entry = ArtifactRegistry(storage, run_id, pipeline=manifest.name).lookup(MLFLOW_RUN_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="mbt-results-") as tmp:
         value: Any = artifacts.fetch(storage, MLFLOW_RUN_ARTIFACT, entry, Path(tmp)).get("run_id")
         return str(value) if value else None
@@ -55,11 +56,11 @@ def run_pipeline(manifest: Manifest, runtime: TargetRuntime, *, run_id: str | No
     with ``status: "failed"`` (``"terminated"`` after SIGTERM) and the error is re-raised, its
     message prefixed with the step name (non-``MBTError`` exceptions wrapped in ``StepFailedError``)."""
     run_id = validate_run_id(run.run_id if run else run_id) if (run or run_id) else new_run_id()
-    run = run or RunContext(run_id=run_id)
+    run = resolve_interval(run or RunContext(run_id=run_id), manifest)
     path = Path(results_path) if results_path else run_results.default_path(runtime.project_dir, manifest.name)
     emit = progress or (lambda event: None)
     total = len(manifest.steps)
-    results = RunResults(pipeline=manifest.name, run_id=run_id, target=manifest.target_name)
+    results = RunResults(pipeline=manifest.name, run_id=run_id, target=manifest.target_name, run=run.to_json())
     started = time.monotonic()
     failure: BaseException | None = None
     done: set[str] = set()

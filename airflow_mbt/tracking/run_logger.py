@@ -145,6 +145,10 @@ def base_tags(ctx, meta: dict, status: str) -> dict[str, str]:
             "framework": meta["framework"], "problem_type": meta["problem_type"], STATUS_TAG: status}
     if project.get("tags"):
         tags["project_tags"] = ",".join(map(str, project["tags"]))
+    run = getattr(ctx, "run", None)
+    for key, value in (run.to_json() if run else {}).items():  # mbt_logical_date, mbt_interval_start...
+        if value is not None and key != "run_id":
+            tags[f"mbt_{key}"] = str(value)
     from airflow_mbt.redaction import redact_obj
 
     redacted: dict[str, str] = redact_obj(tags)  # no secret value reaches MLflow

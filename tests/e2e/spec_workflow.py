@@ -209,7 +209,7 @@ def run_dag(api: AirflowAPI, dag_id: str, schedule: str) -> tuple[str, str]:
            for ti in api.task_instances(dag_id, run["dag_run_id"])}
     assert len(ids) == 1, f"tasks of {dag_id}/{run['dag_run_id']} used different mbt run ids: {ids}"
     mbt_run_id = ids.pop()
-    assert re.fullmatch(r"run_\d{8}_\d{6}_[0-9a-f]{4}", mbt_run_id), mbt_run_id
+    assert re.fullmatch(r"run_\d{8}_\d{6}_[0-9a-f]{16}", mbt_run_id), mbt_run_id
     return run["dag_run_id"], mbt_run_id
 
 

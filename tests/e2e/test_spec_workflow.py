@@ -142,11 +142,11 @@ def test_goal3_both_dags_scheduled_and_successful(spec_workflow, airflow):
 
 def test_pipeline_artifacts_bucket_holds_run_folders(spec_workflow, stack_env):
     s3 = s3_client(stack_env)
-    for run_id in (spec_workflow.mbt_run_id_2, spec_workflow.serving_run_id):
-        keys = s3_keys(s3, "mbt-pipeline-artifacts", f"{run_id}/")
-        assert f"{run_id}/.artifact_registry.json" in keys, keys[:20]
+    for pipeline, run_id in ((TRAINING, spec_workflow.mbt_run_id_2), (SERVING, spec_workflow.serving_run_id)):
+        keys = s3_keys(s3, "mbt-pipeline-artifacts", f"{pipeline}/{run_id}/")  # keys are <pipeline>/<run_id>/...
+        assert f"{pipeline}/{run_id}/.artifact_registry.json" in keys, keys[:20]
         registry = json.loads(s3.get_object(Bucket="mbt-pipeline-artifacts",
-                                            Key=f"{run_id}/.artifact_registry.json")["Body"].read())
+                                            Key=f"{pipeline}/{run_id}/.artifact_registry.json")["Body"].read())
         assert registry["run_id"] == run_id
         for art in registry["artifacts"].values():
             assert art["key"] in keys, art

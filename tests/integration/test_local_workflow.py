@@ -58,8 +58,8 @@ def use_sklearn(doc: dict) -> None:
     }
 
 
-def registry(project: Path, run_id: str) -> dict:
-    path = project / "local_artifacts" / run_id / ".artifact_registry.json"
+def registry(project: Path, run_id: str, pipeline: str = TRAINING) -> dict:
+    path = project / "local_artifacts" / pipeline / run_id / ".artifact_registry.json"
     return json.loads(path.read_text())["artifacts"]
 
 
@@ -82,7 +82,7 @@ def check_training_run(project: Path, results: dict, proc) -> None:
     assert {name: e["step"] for name, e in arts.items()} == expected
     for entry in arts.values():
         path = Path(entry["uri"])
-        assert path.parent == project / "local_artifacts" / run_id / entry["step"], entry
+        assert path.parent == project / "local_artifacts" / TRAINING / run_id / entry["step"], entry
         assert path.is_file() and path.stat().st_size == entry["size"]
     # the MLflow run exists in the dev sqlite store, with the evaluation metrics
     from mlflow.tracking import MlflowClient

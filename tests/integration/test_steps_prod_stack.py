@@ -32,7 +32,7 @@ def experiment(mlflow_tracking_uri):
 
 @pytest.fixture
 def run_prefixes(s3_client):
-    """Run ids whose S3 artifacts are deleted after the test."""
+    """Run prefixes (``<pipeline>/<run_id>``) whose S3 artifacts are deleted after the test."""
     runs: list[str] = []
     yield runs
     for run_id in runs:
@@ -51,7 +51,7 @@ def test_train_on_the_stack_and_publish_to_postgres(stack_runtime, tmp_path, exp
     training = make_manifest(cfg, target)
     run_id = run_steps(training, tmp_path, ["load_data", "split_data", "train_model", "evaluate", "log_run"],
                        runtime=stack_runtime)
-    run_prefixes.append(run_id)
+    run_prefixes.append(f"{training.name}/{run_id}")
     assert len(fetch(tmp_path, training, run_id, "raw_data")) == 5000  # the seeded warehouse table
     assert fetch(tmp_path, training, run_id, "metrics")["metrics"]["roc_auc"] > 0.7
     out = fetch(tmp_path, training, run_id, "mlflow_run")
@@ -66,7 +66,7 @@ def test_train_on_the_stack_and_publish_to_postgres(stack_runtime, tmp_path, exp
     runtime = TargetRuntime(target=target, project_dir=tmp_path)
     try:
         serving_run = run_steps(serving, tmp_path, runtime=runtime)
-        run_prefixes.append(serving_run)
+        run_prefixes.append(f"{serving.name}/{serving_run}")
         run_steps(serving, tmp_path, ["publish"], run_id=serving_run, runtime=runtime)  # a retried publish
     finally:
         runtime.close()

@@ -115,7 +115,7 @@ def fetch(project: Path, manifest: Manifest, run_id: str, name: str, into: Path 
     """Deserialize one stored artifact of a run (dir artifacts are extracted under ``into``)."""
     runtime = TargetRuntime(target=manifest.target, project_dir=project)
     storage = runtime.storage()
-    entry = ArtifactRegistry(storage, run_id).lookup(name)
+    entry = ArtifactRegistry(storage, run_id, pipeline=manifest.name).lookup(name)
     return artifacts.fetch(storage, name, entry, Path(into or tempfile.mkdtemp(prefix="mbt-test-")))
 
 

@@ -21,6 +21,27 @@ from airflow_mbt.plugins.connectors._pg_connect import (connect, resolve_params,
 
 log = logging.getLogger("airflow_mbt")
 
+
+def _abortable_writer(cursor: Any) -> Any:
+    """psycopg's ``QueuedLibpqWriter`` that, when the COPY ends with an exception (a failing chunk,
+    ``StepTerminated`` on SIGTERM), drops the buffers still queued instead of sending them first
+    (up to 1024 x 128 KiB), so the abort and the rollback happen within a second."""
+    import queue
+
+    from psycopg.copy import QueuedLibpqWriter
+
+    class _Writer(QueuedLibpqWriter):
+        def finish(self, exc: BaseException | None = None) -> None:
+            pending = getattr(self, "_queue", None)
+            while exc is not None and pending is not None:
+                try:
+                    pending.get_nowait()
+                except queue.Empty:
+                    break
+            super().finish(exc)
+
+    return _Writer(cursor)
+
 SEGMENT_BYTES = 32 * 1024 * 1024
 
 CATALOG_SQL = """
@@ -220,8 +241,6 @@ class PostgresConnector(DataConnector):
         frame. Any failure (or the process dying) commits nothing. Returns rows written."""
         import psycopg
         from psycopg import sql
-        from psycopg.copy import QueuedLibpqWriter
-
         from airflow_mbt.plugins.connectors._pg_csv import encode_chunks
 
         frames = iter(frames)
@@ -259,7 +278,7 @@ class PostgresConnector(DataConnector):
                                  ", ".join(f"{k}={v}" for k, v in where.items()))
                 if columns:
                     # the queued writer sends on a worker thread while the next chunk is encoded
-                    with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
+                    with cur.copy(copy_sql, writer=_abortable_writer(cur)) as copy:
                         for df in itertools.chain([first], frames):
                             if list(df.columns) != columns:
                                 raise DataContractError(

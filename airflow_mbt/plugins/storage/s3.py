@@ -132,7 +132,7 @@ class S3Storage(Storage):
         parts = key.split("/") if isinstance(key, str) and key else []
         if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
             raise MBTInputError(f"invalid storage key {key!r}",
-                                hint="keys are relative paths like <run_id>/<step>/<artifact>")
+                                hint="keys are relative paths like <pipeline>/<run_id>/<step>/<artifact>")
         return self.prefix + key
 
     def uri(self, key: str) -> str:

@@ -102,7 +102,7 @@ def test_step_execute_runs_one_step(project):
     proc = mbt("step", "execute", "--pipeline", TRAIN, "--step", "load_data", "--target", "dev",
                "--run-id", "run_20260101_000000_cd34", cwd=project, check_rc=0)
     assert "Step 'load_data'" in proc.stdout and "raw_data:" in proc.stdout
-    assert (project / "local_artifacts" / "run_20260101_000000_cd34" / "load_data").is_dir()
+    assert (project / "local_artifacts" / TRAIN / "run_20260101_000000_cd34" / "load_data").is_dir()
 
 
 def test_deploy_dry_run_and_publish(project, tmp_path):

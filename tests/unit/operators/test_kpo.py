@@ -32,7 +32,7 @@ def _rendered_pod(op, try_number: int = 1):
 
     when = datetime(2026, 3, 1, tzinfo=timezone.utc)
     dag_run = DagRun(dag_id=op.dag_id, run_id="scheduled__2026-03-01T00:00:00+00:00", logical_date=when,
-                     run_after=when)
+                     run_after=when, data_interval=(when, when), run_type="scheduled")
     ti = TaskInstance(op, run_id=dag_run.run_id, dag_version_id=None)
     ti.try_number = try_number
     op.render_template_fields({"dag_run": dag_run, "ti": ti})
@@ -60,6 +60,10 @@ def test_pod_image_namespace_service_account_and_args(k8s_dag):
     assert container["args"] == ["step", "execute", "--pipeline", "train_k8s", "--step", "train_model",
                                  "--target", "prod", "--run-id", run_id, "--manifest", PINNED,
                                  "--manifest-hash", manifest.content_hash, "--try-number", "2",
+                                 "--logical-date", "2026-03-01T00:00:00+00:00",
+                                 "--interval-start", "2026-03-01T00:00:00+00:00",
+                                 "--interval-end", "2026-03-01T00:00:00+00:00", "--run-type", "scheduled",
+                                 "--dag-id", "train_k8s", "--airflow-run-id", dag_run.run_id,
                                  "--manifest-conn-id", "mbt_s3"]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
                                       "limits": {"cpu": "2", "memory": "4Gi"}}

@@ -99,14 +99,14 @@ def test_execute_step_stores_outputs_and_records_them(project, steps, caplog):
     with caplog.at_level(logging.INFO, logger="airflow_mbt"):
         result = execute_step(manifest, "load_data", RUN, rt, try_number=2)
     assert f"mbt step training_demo.load_data run_id={RUN} try=2 target=dev" in caplog.text
-    expected = project / "local_artifacts" / RUN / "load_data" / "raw_data.parquet"
+    expected = project / "local_artifacts" / "training_demo" / RUN / "load_data" / "raw_data.parquet"
     assert result.status == "success" and result.name == "load_data" and result.run_id == RUN
     assert result.outputs == {"raw_data": str(expected)} and expected.is_file()
     assert result.to_xcom() == {"step": "load_data", "name": "load_data", "status": "success",
                                 "seconds": result.seconds, "outputs": result.outputs, "run_id": RUN}
     assert pd.read_parquet(expected)["customer_id"].tolist() == [f"C{i}" for i in range(5)]
-    entry = ArtifactRegistry(rt.storage(), RUN).lookup("raw_data")
-    assert entry["key"] == f"{RUN}/load_data/raw_data.parquet" and entry["kind"] == "table"
+    entry = ArtifactRegistry(rt.storage(), RUN, pipeline=manifest.name).lookup("raw_data")
+    assert entry["key"] == f"training_demo/{RUN}/load_data/raw_data.parquet" and entry["kind"] == "table"
     assert not steps[0][2].exists()  # its own temp work dir is removed
 
 
@@ -115,9 +115,9 @@ def test_steps_chain_through_the_registry_and_dirs_round_trip(project, steps):
     rt = _runtime(manifest, project)
     for name in ("load_data", "split_data", "train_model", "evaluate"):
         execute_step(manifest, name, RUN, rt)
-    metrics = json.loads((project / "local_artifacts" / RUN / "evaluate" / "metrics.json").read_text())
+    metrics = json.loads((project / "local_artifacts" / "training_demo" / RUN / "evaluate" / "metrics.json").read_text())
     assert metrics == {"roc_auc": 0.8, "rows": 3, "test": 2}
-    assert (project / "local_artifacts" / RUN / "train_model" / "model.tar").is_file()
+    assert (project / "local_artifacts" / "training_demo" / RUN / "train_model" / "model.tar").is_file()
 
 
 def test_missing_input_names_the_producing_step(project, steps):
@@ -130,7 +130,7 @@ def test_tampered_input_fails_verification(project, steps):
     manifest = make_manifest()
     rt = _runtime(manifest, project)
     execute_step(manifest, "load_data", RUN, rt)
-    path = project / "local_artifacts" / RUN / "load_data" / "raw_data.parquet"
+    path = project / "local_artifacts" / "training_demo" / RUN / "load_data" / "raw_data.parquet"
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ArtifactError, match=r"'raw_data' at .*raw_data.parquet failed verification"):
         execute_step(manifest, "split_data", RUN, rt)
@@ -140,11 +140,11 @@ def test_retry_overwrites_outputs(project, steps):
     manifest = make_manifest()
     rt = _runtime(manifest, project)
     execute_step(manifest, "load_data", RUN, rt)
-    first = ArtifactRegistry(rt.storage(), RUN).lookup("raw_data")
+    first = ArtifactRegistry(rt.storage(), RUN, pipeline=manifest.name).lookup("raw_data")
     pd.DataFrame({"customer_id": ["Z"], "tenure": [9], "churned": [1]}).to_csv(
         project / "sample_data" / "customers.csv", index=False)
     execute_step(manifest, "load_data", RUN, rt, try_number=2)
-    second = ArtifactRegistry(rt.storage(), RUN).lookup("raw_data")
+    second = ArtifactRegistry(rt.storage(), RUN, pipeline=manifest.name).lookup("raw_data")
     assert second["uri"] == first["uri"] and second["sha256"] != first["sha256"]
     assert pd.read_parquet(second["uri"])["customer_id"].tolist() == ["Z"]
 
@@ -169,7 +169,7 @@ def test_bad_step_outputs(project, steps, monkeypatch, bad_output, error, match)
                         _module("split_data", lambda ctx, inputs: bad_output))
     with pytest.raises(error, match=match):
         execute_step(manifest, "split_data", RUN, rt)
-    assert "train_set" not in ArtifactRegistry(rt.storage(), RUN).load()
+    assert "train_set" not in ArtifactRegistry(rt.storage(), RUN, pipeline=manifest.name).load()
 
 
 @pytest.mark.parametrize("step,run_id,match", [
@@ -210,7 +210,7 @@ def test_independent_serving_steps_record_concurrently(project, monkeypatch):
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert errors == []
-        reg = ArtifactRegistry(_runtime(manifest, project).storage(), run_id).load()
+        reg = ArtifactRegistry(_runtime(manifest, project).storage(), run_id, pipeline=manifest.name).load()
         assert sorted(reg) == ["model", "preprocessor", "scoring_data"]
 
 
@@ -231,7 +231,7 @@ def test_run_pipeline_success_results_and_progress(project, steps):
     assert len(events) == 10 and all(e["total"] == 5 and e["run_id"] == run_id for e in events)
     assert rt._cache == {}  # runtime closed at the end
     for step in ("load_data", "split_data", "train_model", "evaluate", "log_run"):
-        assert (project / "local_artifacts" / run_id / step).is_dir()
+        assert (project / "local_artifacts" / manifest.name / run_id / step).is_dir()
 
 
 def test_run_pipeline_failure_skips_rest_writes_results_and_reraises(project, steps, monkeypatch):

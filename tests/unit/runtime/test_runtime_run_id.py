@@ -8,7 +8,7 @@ import pytest
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.runtime.run_id import new_run_id, run_id_from_airflow, validate_run_id
 
-FORMAT = re.compile(r"run_\d{8}_\d{6}_[0-9a-f]{4}")
+FORMAT = re.compile(r"run_\d{8}_\d{6}_[0-9a-f]{16}")
 
 
 def test_new_run_id_format_and_utc_stamp():
