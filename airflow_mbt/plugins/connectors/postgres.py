@@ -215,6 +215,7 @@ class PostgresConnector(DataConnector):
             if not catalog:
                 raise self._missing_table(schema, name, source.table)
             base, label = self._ident(schema, name), f"{schema}.{name}"
+        self._search_path(self.conn)
         select = sql.SQL("SELECT * FROM {base}").format(base=base)
         if source.where is not None:
             select = sql.SQL("{select} WHERE ({where})").format(select=select, where=compose(source.where))
@@ -243,6 +244,12 @@ class PostgresConnector(DataConnector):
                                 hint="alias or drop the duplicated columns (e.g. USING (customer_id) in a join)")
         return select, catalog, label
 
+    def _search_path(self, conn) -> None:
+        """Unqualified names in a ``query``/``where`` resolve in the connector's ``schema`` first
+        (then ``public``), like the table names of ``read_table``."""
+        value = ", ".join('"' + s.replace('"', '""') + '"' for s in dict.fromkeys([self.default_schema, "public"]))
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (value,))
+
     def read_source(self, source):
         """The rows of a bound ``SourceQuery`` as one DataFrame (filter evaluated in PostgreSQL)."""
         from airflow_mbt.plugins.connectors._pg_csv import to_pandas
@@ -266,6 +273,7 @@ class PostgresConnector(DataConnector):
         segment = max(1 << 20, min(SEGMENT_BYTES, chunk_rows * 64))
         own = connect(self.params)
         try:
+            self._search_path(own)
             yield from self._chunked(self._copy_out("", "", catalog, segment, own, select=select, what=label),
                                      catalog, chunk_rows)
         finally:
