@@ -68,8 +68,12 @@ def cmd_validate(args) -> int:
     data_dir = _local_data_dir(project, target)
     names = names_of(project, args.names)
 
+    from airflow_mbt.pipeline.sql_check import dialect_of
+
+    dialect = dialect_of(target.section) if target is not None else None
+
     def one(name):
-        pipeline = validate_pipeline(project, name, variables)
+        pipeline = validate_pipeline(project, name, variables, dialect=dialect)
         if data_dir is not None:
             check_data_columns(pipeline, data_dir)
         print(f"Pipeline '{name}' is valid.")

@@ -75,4 +75,6 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
 
 def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
                      vars: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Manifest:
-    return build_manifest(validate_pipeline(project, name, vars, env), target)
+    from airflow_mbt.pipeline.sql_check import dialect_of
+
+    return build_manifest(validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section)), target)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.pipeline import semantics
+from airflow_mbt.pipeline import semantics, sql_check
 from airflow_mbt.pipeline.defaults import with_defaults
 from airflow_mbt.pipeline.loading import load_pipeline
 from airflow_mbt.project.schema_check import suggest, validate
@@ -36,7 +36,9 @@ class ValidatedPipeline:
 
 
 def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | None = None,
-                      env: Mapping[str, str] | None = None) -> ValidatedPipeline:
+                      env: Mapping[str, str] | None = None, dialect: str | None = None) -> ValidatedPipeline:
+    """``dialect``: the sqlglot dialect data_source SQL is checked in (``sql_check.dialect_of``
+    of the target; default postgres)."""
     check_pipeline_name(name)
     if name.startswith("_"):
         raise MBTInputError(f"{name!r} is a base pipeline (its name starts with '_')",
@@ -47,6 +49,7 @@ def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | Non
     semantics.check(doc, name)
     output = ("serving", "output", "path")
     check_pipeline_path(semantics._get(doc.value, *output), output, project.root, doc.error)
+    sql_check.check_data_sources(doc, dialect or sql_check.DEFAULT_DIALECT)
     return ValidatedPipeline(name=name, doc=doc, config=with_defaults(doc.value),
                              source_file=project.relative(project.pipeline_path(name)))
 
@@ -72,8 +75,9 @@ def check_data_columns(pipeline: ValidatedPipeline, data_dir: Path) -> None:
                        schema["target"]["label_column"]))
         checks.append((label_table, ("training", "schema", "identifiers", "primary_key"),
                        schema["identifiers"]["primary_key"]))
-    if pipeline.kind == "serving":
-        checks.append((cfg["serving"]["data_source"]["scoring_table"],
+    scoring_table = (cfg.get("serving") or {}).get("data_source", {}).get("scoring_table")
+    if pipeline.kind == "serving" and scoring_table:
+        checks.append((scoring_table,
                        ("training", "schema", "identifiers", "primary_key"), schema["identifiers"]["primary_key"]))
     for table, path, column in checks:
         stem = table.rsplit(".", 1)[-1]  # schema.table -> table, as the local_file connector does

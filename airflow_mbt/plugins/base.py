@@ -17,6 +17,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from airflow_mbt.runtime.context import StepContext, TargetRuntime
+    from airflow_mbt.sources import SourceQuery
+
+
+
+def _no_sql(connector: "DataConnector", source: "SourceQuery") -> Exception:
+    from airflow_mbt.errors import MBTInputError
+
+    return MBTInputError(f"the {connector.type_name or type(connector).__name__} connector cannot run a query or "
+                         "where filter", field=source.field, hint="use a table name, or the postgres / local_file "
+                                                                  "connector")
 
 
 class DataConnector(ABC):
@@ -35,6 +45,20 @@ class DataConnector(ABC):
     def iter_table(self, table: str, chunk_rows: int = 200_000) -> Iterator["pd.DataFrame"]:
         """Read a table in chunks of at most ``chunk_rows`` rows (bounded memory)."""
         yield self.read_table(table)
+
+    def read_source(self, source: "SourceQuery") -> "pd.DataFrame":
+        """Read a bound data source (``airflow_mbt.sources.SourceQuery``): a table, or a
+        ``query``, filtered by ``where``; run parameters arrive as values, never as SQL text.
+        The base class handles plain tables only."""
+        if not source.is_plain_table:
+            raise _no_sql(self, source)
+        return self.read_table(source.table)  # type: ignore[arg-type]
+
+    def iter_source(self, source: "SourceQuery", chunk_rows: int = 200_000) -> Iterator["pd.DataFrame"]:
+        """``read_source`` in chunks of at most ``chunk_rows`` rows (bounded memory)."""
+        if not source.is_plain_table:
+            raise _no_sql(self, source)
+        yield from self.iter_table(source.table, chunk_rows)  # type: ignore[arg-type]
 
     @abstractmethod
     def write_table(self, df: "pd.DataFrame", table: str, *, replace_where: dict[str, Any] | None = None) -> int:

@@ -5,6 +5,11 @@ arguments (quoted strings, numbers, true/false/null). ``var`` reads ``--vars``, 
 environment at compile time; ``secret('X')`` is kept as the reference ``{"$secret": "X"}`` and
 resolved at run time. A value that is exactly one template keeps the rendered type when it
 parses as a YAML scalar (``"{{ var('secs', 300) }}"`` -> ``300``).
+
+The run parameters ``{{ ds }}``, ``{{ logical_date }}``, ``{{ interval_start }}`` and
+``{{ interval_end }}`` (``airflow_mbt.sources``) are left verbatim under a ``data_source`` section:
+they are bound at RUN time, so the manifest (and its hash) is the same for every run. Elsewhere,
+and for any other bare name, they are an error naming the allowed places.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
 _TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"""
                     r"""|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))""")
 _MISSING = object()
+_BARE_NAME = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
+RUN_PARAMETERS = ("ds", "logical_date", "interval_start", "interval_end")  # = airflow_mbt.sources
 _CONSTANTS = {"true": True, "false": False, "True": True, "False": False, "none": None, "None": None,
               "null": None}
 
@@ -143,10 +150,28 @@ class Renderer:
             raise TemplateError(f"{what} {key!r} is not set and has no default", hint=fix)
         return default
 
-    def render_string(self, text: str) -> Any:
-        matches = list(_TEMPLATE.finditer(text))
+    @staticmethod
+    def _run_parameter(expr: str, allowed: bool) -> bool:
+        """True for ``{{ ds }}``-style run parameters that stay verbatim; an error for other
+        bare names, and for run parameters where they are not bound."""
+        m = _BARE_NAME.match(expr)
+        if not m:
+            return False
+        name = m.group(1)
+        if name in RUN_PARAMETERS:
+            if allowed:
+                return True
+            raise TemplateError(f"{{{{ {name} }}}} is a run parameter, only bound in data_source query/where",
+                                hint="use it in training.data_source or serving.data_source (query: / where:)")
+        close = difflib.get_close_matches(name, RUN_PARAMETERS, n=1)
+        raise TemplateError(f"unknown template parameter {{{{ {name} }}}}",
+                            hint=f"did you mean {{{{ {close[0]} }}}}?" if close else
+                            f"run parameters (data_source only): {', '.join(RUN_PARAMETERS)}; or var('x')")
+
+    def render_string(self, text: str, run_params: bool = False) -> Any:
+        matches = [m for m in _TEMPLATE.finditer(text) if not self._run_parameter(m.group(1), run_params)]
         if not matches:
-            if "{{" in text:
+            if "{{" in _TEMPLATE.sub("", text):
                 raise TemplateError("unclosed '{{' in value", hint="templates look like {{ var('x') }}")
             return text
         whole = len(matches) == 1 and matches[0].span() == (0, len(text.rstrip())) and not text[:1].isspace()
@@ -161,7 +186,7 @@ class Renderer:
             pos = m.end()
         out.append(text[pos:])
         gaps = [text[:matches[0].start()]] + [text[a.end():b.start()] for a, b in zip(matches, matches[1:])]
-        if any("{{" in gap for gap in gaps + [text[matches[-1].end():]]):
+        if any("{{" in _TEMPLATE.sub("", gap) for gap in gaps + [text[matches[-1].end():]]):
             raise TemplateError("unclosed '{{' in value", hint="templates look like {{ var('x') }}")
         return "".join(out)
 
@@ -174,7 +199,7 @@ class Renderer:
             return [self.render(v, error_at, path + (i,)) for i, v in enumerate(value)]
         if isinstance(value, str) and "{{" in value:
             try:
-                return self.render_string(value)
+                return self.render_string(value, run_params="data_source" in path)
             except TemplateError as exc:
                 raise error_at(path, exc.message, exc.hint) from None
         return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -65,4 +66,35 @@ def write_csvs(directory, n_customers: int = 5000, n_score: int = 1000, seed: in
     return [
         _write(out / "customers.csv", iter_rows(n_customers, seed, labeled=True), COLUMNS),
         _write(out / "customers_to_score.csv", iter_rows(n_score, seed, labeled=False), COLUMNS[:-1]),
+    ]
+
+
+# ---- the dated example (examples/daily_scoring): two training tables joined by a query, and a
+# scoring table with one snapshot of new customers per day, scored one day per run -------------
+PROFILE_COLUMNS = ["customer_id", "tenure", "contract_type"]
+BILLING_COLUMNS = ["customer_id", "monthly_charges", "total_charges", "churned"]
+DAILY_COLUMNS = ["snapshot_date", "customer_id", "tenure", "monthly_charges", "total_charges", "contract_type"]
+
+
+def iter_daily_rows(start: date, days: int, rows_per_day: int, seed: int = 42) -> Iterator[dict]:
+    """``rows_per_day`` scoring rows for each of ``days`` days from ``start`` (``snapshot_date``
+    as ``YYYY-MM-DD``; ids ``CUST_<yyyymmdd>_<n>`` are unique across days)."""
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        for row in iter_rows(rows_per_day, seed=seed + offset, labeled=False):
+            number = row["customer_id"].rsplit("_", 1)[-1]
+            yield {**row, "snapshot_date": day.isoformat(), "customer_id": f"CUST_{day:%Y%m%d}_{number}"}
+
+
+def write_dated_csvs(directory, n_customers: int = 2000, start: date = date(2026, 1, 1), days: int = 7,
+                     rows_per_day: int = 100, seed: int = 42) -> list[Path]:
+    """Write ``customer_profiles.csv`` + ``customer_billing.csv`` (the labeled customers split in
+    two tables sharing ``customer_id``) and ``customers_daily.csv`` (``days`` snapshots)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    labeled = list(iter_rows(n_customers, seed, labeled=True))
+    return [
+        _write(out / "customer_profiles.csv", iter(labeled), PROFILE_COLUMNS),
+        _write(out / "customer_billing.csv", iter(labeled), BILLING_COLUMNS),
+        _write(out / "customers_daily.csv", iter_daily_rows(start, days, rows_per_day, seed), DAILY_COLUMNS),
     ]

@@ -1,30 +1,28 @@
-"""Step ``load_data``: read the label table (``training.data_source.label_table``)."""
+"""Step ``load_data``: read ``training.data_source`` (``label_table``, or ``query``; optional
+``where``) through the target's data connector, with the run parameters of ``ctx.run`` bound."""
 
 from __future__ import annotations
 
-from airflow_mbt.errors import DataContractError, MBTInputError
+from airflow_mbt.errors import DataContractError
+from airflow_mbt.sources import SourceQuery, bind
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 
-def source_table(ctx, section: str, key: str) -> tuple[str, str]:
-    """(table name, YAML field) of ``<section>.data_source.<key>``; an input error when unset."""
-    table = ((ctx.config.get(section) or {}).get("data_source") or {}).get(key)
-    field = f"{section}.data_source.{key}"
-    if not table:
-        raise MBTInputError("no table configured", field=field, hint=f"set {field}: <table name>")
-    return table, field
+def bound_source(ctx, section: str) -> SourceQuery:
+    """``<section>.data_source`` of the pipeline bound to this run (``ctx.run``)."""
+    return bind(ctx.config, section, getattr(ctx, "run", None))
 
 
-def read_source(ctx, section: str, key: str):
-    """Read ``<section>.data_source.<key>`` through the target's data connector."""
-    table, field = source_table(ctx, section, key)
-    df = ctx.connector().read_table(table)
+def read_source(ctx, section: str):
+    """Read ``<section>.data_source`` through the target's data connector (one DataFrame)."""
+    source = bound_source(ctx, section)
+    df = ctx.connector().read_source(source)
     if df.empty:
-        raise DataContractError(f"table {table!r} has no rows", field=field)
-    ctx.log.info("read %d rows x %d columns from %s", len(df), len(df.columns), table)
+        raise DataContractError(f"{source.label} returned no rows", field=source.field)
+    ctx.log.info("read %d rows x %d columns from %s", len(df), len(df.columns), source.label)
     return df
 
 
 @with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
-    return {"raw_data": read_source(ctx, "training", "label_table")}
+    return {"raw_data": read_source(ctx, "training")}

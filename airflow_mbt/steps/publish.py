@@ -1,19 +1,31 @@
-"""Step ``publish``: write the predictions to ``serving.output``, chunk by chunk: a CSV file in the
-project (``local_file``, written to a temp file and renamed into place) or a table through the
-data connector (``database``, idempotent per serving run via
-``replace_where={"serving_run_id": run_id}``; ``connector.write_chunks`` when the connector has
-it - one transaction for all chunks - else one ``write_table`` of the concatenated chunks)."""
+"""Step ``publish``: write the predictions to ``serving.output``, chunk by chunk, as ONE partition
+of the output: the rows of (pipeline, logical date).
+
+Every row carries ``execution_date`` (the run's logical date, ``ctx.run.logical_date``, as naive
+UTC; the wall clock only when the run has no logical date), ``model_run_id``, ``serving_run_id``
+and ``pipeline_name``. A retry, a cleared task, a rerun or a second manual run for the same
+logical date replaces that partition (``replace_where={"pipeline_name", "execution_date"}``) in
+one transaction; without a logical date the partition is the run (``serving_run_id``). Pipelines
+writing to one table never touch each other's rows.
+
+Destinations: ``database`` - the target's data connector (``write_chunks`` when it has it: one
+DELETE + COPY transaction on PostgreSQL, an atomic file rewrite on local_file; a table without
+``pipeline_name`` is migrated with ``ensure_columns``); ``local_file`` - the CSV at
+``serving.output.path``, rewritten atomically without the partition's old rows plus the new ones.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt._fs import atomic_target
 from airflow_mbt.runtime.table_stream import frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 DESTINATIONS = ("local_file", "database")
+PARTITION_COLUMN = "pipeline_name"
+ADDED_COLUMNS = {PARTITION_COLUMN: "text"}  # migration of tables created before the column existed
 
 
 def _chunks(predictions, rows: int, include_probabilities: bool):
@@ -21,6 +33,24 @@ def _chunks(predictions, rows: int, include_probabilities: bool):
         if not include_probabilities and "prediction_probability" in df.columns:
             df = df.drop(columns=["prediction_probability"])
         yield df
+
+
+def partition(ctx) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(stamp columns of every row, ``replace_where`` of the partition) for this run."""
+    run = getattr(ctx, "run", None)
+    logical = getattr(run, "logical_date", None)
+    when = logical or datetime.now(timezone.utc)
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    name = ctx.manifest.pipeline.name
+    serving = ctx.config.get("serving") or {}
+    stamp = {"execution_date": when,
+             "model_run_id": str((serving.get("model_source") or {}).get("run_id") or ""),
+             "serving_run_id": ctx.run_id,
+             PARTITION_COLUMN: name}
+    replace = ({PARTITION_COLUMN: name, "execution_date": when} if logical is not None
+               else {PARTITION_COLUMN: name, "serving_run_id": ctx.run_id})
+    return stamp, replace
 
 
 @with_pipeline_location
@@ -31,32 +61,30 @@ def run(ctx, inputs: dict) -> dict:
     if destination not in DESTINATIONS:
         raise MBTInputError(f"unknown destination {destination!r}", field="serving.output.destination",
                             hint=f"use one of: {', '.join(DESTINATIONS)}")
+    stamp, replace = partition(ctx)
     chunks = _chunks(inputs["predictions"], ctx.chunk_rows(), output.get("include_probabilities", True))
+    stamped = (df.assign(**stamp) for df in chunks)
+    result = {"destination": destination, "serving_run_id": ctx.run_id,
+              "execution_date": stamp["execution_date"].isoformat(), PARTITION_COLUMN: stamp[PARTITION_COLUMN]}
     if destination == "local_file":
+        from airflow_mbt.plugins.connectors.local_file import replace_csv_rows
+
         path = ctx.runtime.path(output.get("path") or "predictions.csv")
-        rows, header = 0, True
-        with atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-            for df in chunks:
-                df.to_csv(fh, index=False, header=header)
-                rows, header = rows + len(df), False
-        ctx.log.info("wrote %d predictions to %s", rows, path)
-        return {"publish_result": {"destination": destination, "path": str(path), "rows": rows}}
+        rows = replace_csv_rows(path, stamped, replace)
+        ctx.log.info("wrote %d predictions to %s (partition %s)", rows, path, replace)
+        return {"publish_result": {**result, "path": str(path), "rows": rows}}
     table = output.get("table")
     if not table:
         raise MBTInputError("database output needs a table", field="serving.output.table",
                             hint="e.g. table: churn_predictions")
-    stamp = {"execution_date": datetime.now(timezone.utc).replace(tzinfo=None),
-             "model_run_id": str((serving.get("model_source") or {}).get("run_id") or ""),
-             "serving_run_id": ctx.run_id}
-    stamped = (df.assign(**stamp) for df in chunks)
     connector = ctx.connector()
-    replace = {"serving_run_id": ctx.run_id}
+    if callable(getattr(connector, "ensure_columns", None)):
+        connector.ensure_columns(table, ADDED_COLUMNS)
     if callable(getattr(connector, "write_chunks", None)):
         rows = connector.write_chunks(stamped, table, replace_where=replace)
     else:
         import pandas as pd
 
         rows = connector.write_table(pd.concat(list(stamped), ignore_index=True), table, replace_where=replace)
-    ctx.log.info("wrote %d predictions to table %s", rows, table)
-    return {"publish_result": {"destination": destination, "table": table, "rows": int(rows),
-                               "serving_run_id": ctx.run_id}}
+    ctx.log.info("wrote %d predictions to table %s (partition %s)", rows, table, replace)
+    return {"publish_result": {**result, "table": table, "rows": int(rows)}}

@@ -52,15 +52,19 @@ CREATE TABLE IF NOT EXISTS customers_to_score (
     contract_type   varchar(20)
 );
 
--- Prediction output of the serving pipeline (publish replaces rows WHERE serving_run_id = run id)
+-- Prediction output of the serving pipelines: one partition per (pipeline_name, execution_date =
+-- the run's logical date), replaced as a whole by publish (DELETE partition + COPY, one transaction)
 CREATE TABLE IF NOT EXISTS churn_predictions (
     customer_id            varchar(20),
     prediction             integer,
     prediction_probability double precision,
     execution_date         timestamp,
     model_run_id           varchar(100),
-    serving_run_id         varchar(100)
+    serving_run_id         varchar(100),
+    pipeline_name          text
 );
+ALTER TABLE churn_predictions ADD COLUMN IF NOT EXISTS pipeline_name text;
 CREATE INDEX IF NOT EXISTS churn_predictions_serving_run_id_idx ON churn_predictions (serving_run_id);
+CREATE INDEX IF NOT EXISTS churn_predictions_partition_idx ON churn_predictions (pipeline_name, execution_date);
 
 RESET ROLE;

@@ -5,11 +5,18 @@
 ``<data_path>/<table>.csv`` atomically, under a file lock so concurrent writers do not lose rows.
 ``tables: {name: path}`` maps a table to a file of its own, e.g. ``churn_predictions:
 ./predictions.csv`` so the dev target publishes next to the project like the spec's workflow.
+
+A data source with ``query`` or ``where`` runs in DuckDB over the files: every ``<data_path>/<stem>``
+``.parquet``/``.csv`` (and every mapped table) is a view named after the table, so the same SQL as
+on PostgreSQL selects and filters the rows; run parameters are bound as ``?`` parameters.
+``write_table(..., replace_where=...)`` rewrites the file without the matching rows plus the new
+rows, atomically (temp file + rename) under the lock: a partition is replaced, never duplicated.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -125,29 +132,135 @@ class LocalFileConnector(DataConnector):
         with pd.read_csv(path, chunksize=chunk_rows) as reader:
             yield from reader
 
+    # ---- SQL over the files (DuckDB) -------------------------------------------------------
+    def _tables(self) -> dict[str, Path]:
+        """Table name -> file for every data file (Parquet preferred, as ``read_table`` does)."""
+        found: dict[str, Path] = {}
+        if self.data_path.is_dir():
+            for suffix in reversed(SUFFIXES):
+                for path in sorted(self.data_path.glob(f"*{suffix}")):
+                    if path.is_file() and not path.name.startswith("."):
+                        found[path.stem] = path
+        for name, path in self.table_files.items():
+            if path.is_file():
+                found[name.rsplit(".", 1)[-1]] = path
+        return found
+
+    def _duck_result(self, source):
+        import duckdb
+
+        from airflow_mbt.sources import DERIVED_TABLE, duckdb_sql
+
+        con = duckdb.connect(":memory:")
+        for name, path in self._tables().items():
+            rel = con.read_parquet(str(path)) if path.suffix == ".parquet" else con.read_csv(str(path))
+            rel.create_view(name)
+        params: list = []
+        if source.query is not None:
+            text, params = duckdb_sql(source.query)
+            base = f'({text}) AS "{DERIVED_TABLE}"'
+        else:
+            stem = self._stem(source.table)
+            self._source(source.table)  # the missing-file error, as read_table gives it
+            base = '"' + stem.replace('"', '""') + '"'
+        sql = f"SELECT * FROM {base}"
+        if source.where is not None:
+            text, more = duckdb_sql(source.where)
+            sql, params = f"{sql} WHERE ({text})", params + more
+        try:
+            return con, con.sql(sql, params=params or None)
+        except duckdb.Error as exc:
+            con.close()
+            first = str(exc).strip().splitlines()[0]
+            raise MBTInputError(f"DuckDB rejected the data source: {first}", field=source.field,
+                                hint=f"tables (files in {self.data_path}): {', '.join(self._tables()) or 'none'}"
+                                ) from None
+
+    def read_source(self, source):
+        if source.is_plain_table:
+            return self.read_table(source.table)
+        con, result = self._duck_result(source)
+        try:
+            return result.to_arrow_table().to_pandas()
+        finally:
+            con.close()
+
+    def iter_source(self, source, chunk_rows: int = 200_000) -> Iterator:
+        if source.is_plain_table:
+            yield from self.iter_table(source.table, chunk_rows)
+            return
+        con, result = self._duck_result(source)
+        try:
+            reader = result.to_arrow_reader(chunk_rows)
+            empty = True
+            for batch in reader:
+                if batch.num_rows:
+                    empty = False
+                    yield batch.to_pandas()
+            if empty:
+                yield reader.schema.empty_table().to_pandas()
+        finally:
+            con.close()
+
     # ---- writing --------------------------------------------------------------------------
     def write_table(self, df, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
         """Append ``df`` to ``<data_path>/<table>.csv``; rows of the existing file matching every
         ``replace_where`` pair are dropped first. Existing values are kept as text (no re-parsing)."""
-        import pandas as pd
+        return self.write_chunks([df], table, replace_where=replace_where)
 
+    def write_chunks(self, frames, table: str, *, replace_where: dict[str, Any] | None = None) -> int:
+        """``write_table`` for a stream of frames with the same columns (see ``replace_csv_rows``)."""
         target = self.table_file(table)
         if target.suffix != ".csv":
             raise MBTInputError(f"the local_file connector writes CSV files, not {target.name}",
                                 field="data_connector.config.tables", hint="map the table to a .csv path")
-        new_rows = _as_text(df)
-        with locked(target):
-            if target.is_file():
+        return replace_csv_rows(target, frames, replace_where)
+
+
+def replace_csv_rows(target: Path, frames, replace_where: dict[str, Any] | None = None,
+                     chunk_rows: int = 200_000) -> int:
+    """Rewrite the CSV file ``target`` as: its rows not matching every ``replace_where`` pair
+    (compared as CSV text), then the rows of ``frames``; atomically (temp file + rename) under the
+    file's lock, so a rerun of a partition replaces it and a crash leaves the old file.
+
+    When the file's header equals the frames' columns both are streamed in chunks (bounded
+    memory); otherwise (a file of an older layout, new columns) the file is read whole and the
+    columns are united (old rows get empty cells for the new columns)."""
+    import pandas as pd
+
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return 0
+    columns = [str(c) for c in first.columns]
+    written = 0
+    with locked(target):
+        header = list(pd.read_csv(target, nrows=0, dtype=str).columns) if target.is_file() else None
+        with atomic_target(target) as tmp:
+            if header is not None and header != columns:
                 existing = pd.read_csv(target, dtype=str, keep_default_na=False)
                 if replace_where:
                     existing = existing[~_matches(existing, replace_where)]
-                columns = list(existing.columns) + [c for c in new_rows.columns if c not in existing.columns]
-                combined = pd.concat([existing, new_rows], ignore_index=True).reindex(columns=columns)
-            else:
-                combined = new_rows
-            with atomic_target(target) as tmp:
+                new_rows = _as_text(pd.concat([first, *frames], ignore_index=True))
+                union = list(existing.columns) + [c for c in new_rows.columns if c not in existing.columns]
+                combined = pd.concat([existing, new_rows], ignore_index=True).reindex(columns=union)
                 combined.to_csv(tmp, index=False)
-        return len(df)
+                return len(new_rows)
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(pd.DataFrame(columns=columns).to_csv(index=False))
+                if header is not None:
+                    with pd.read_csv(target, dtype=str, keep_default_na=False, chunksize=chunk_rows) as reader:
+                        for old in reader:
+                            if replace_where:
+                                old = old[~_matches(old, replace_where)]
+                            old.to_csv(fh, index=False, header=False)
+                for df in itertools.chain([first], frames):
+                    if [str(c) for c in df.columns] != columns:
+                        raise DataContractError(f"chunk columns {list(df.columns)} differ from the first chunk's "
+                                                f"{columns}", field="columns")
+                    df.to_csv(fh, index=False, header=False)
+                    written += len(df)
+    return written
 
 
 def _as_text(df):

@@ -151,18 +151,22 @@ class PostgresConnector(DataConnector):
         return schema, name, catalog
 
     def _copy_out(self, schema: str, name: str, catalog, segment_bytes: int = SEGMENT_BYTES,
-                  conn=None) -> Iterator:
+                  conn=None, select=None, what: str | None = None) -> Iterator:
         """Arrow tables parsed from a streamed COPY of the selected columns (at least one), on
-        ``conn`` (default: the connector's connection)."""
+        ``conn`` (default: the connector's connection). ``select`` (a composed SELECT whose
+        result has exactly ``catalog``'s columns) replaces the plain column list of the table."""
         conn = conn or self.conn
         from psycopg import sql
 
         from airflow_mbt.plugins.connectors._pg_copy import CopyFailed, copy_out_segments
         from airflow_mbt.plugins.connectors._pg_csv import SegmentParser, empty_table
 
+        what = what or f"{schema}.{name}"
         parser = SegmentParser(catalog)
-        query = sql.SQL("COPY (SELECT {cols} FROM {tab}) TO STDOUT (FORMAT csv)").format(
-            cols=sql.SQL(", ").join(sql.Identifier(c) for c, _t in catalog), tab=self._ident(schema, name))
+        if select is None:
+            select = sql.SQL("SELECT {cols} FROM {tab}").format(
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c, _t in catalog), tab=self._ident(schema, name))
+        query = sql.SQL("COPY ({select}) TO STDOUT (FORMAT csv)").format(select=select)
         produced = False
         try:
             for segment in copy_out_segments(conn, query.as_bytes(conn), segment_bytes):
@@ -170,10 +174,10 @@ class PostgresConnector(DataConnector):
                 yield parser.parse(segment)
         except CopyFailed as exc:
             if exc.cause is not None:
-                raise self._db_error(exc.cause, f"reading {schema}.{name}") from None
+                raise self._db_error(exc.cause, f"reading {what}") from None
             reason = self._conn_error_text()
             self.close()
-            raise InfraError("PostgreSQL", f"reading {schema}.{name} at {self.params.where} failed: "
+            raise InfraError("PostgreSQL", f"reading {what} at {self.params.where} failed: "
                                            f"{reason}") from None
         if not produced:
             yield empty_table(catalog)
@@ -203,6 +207,96 @@ class PostgresConnector(DataConnector):
         own = connect(self.params)
         try:
             yield from self._chunked(self._copy_out(schema, name, catalog, segment, own), catalog, chunk_rows)
+        finally:
+            own.close()
+
+    # ---- data sources with where / query (run parameters bound as literals) -------------
+    def _source_select(self, source):
+        """(composed SELECT, catalog, label) of a bound ``SourceQuery``.
+
+        COPY takes no bind parameters, so the run parameter VALUES (dates from the RunContext,
+        never YAML text) are composed client-side as ``sql.Literal`` (typed: ``'...'::date``,
+        ``'...'::timestamptz``); the YAML text is the ``sql.SQL`` around them, and the filter runs
+        in the database. The result's column types come from a ``LIMIT 0`` of the same SELECT.
+        """
+        import psycopg
+        from psycopg import sql
+
+        from airflow_mbt.sources import DERIVED_TABLE, Param
+
+        def compose(segments) -> sql.Composed:
+            return sql.Composed([sql.Literal(s.value) if isinstance(s, Param) else sql.SQL(s) for s in segments])
+
+        if source.query is not None:
+            base = sql.SQL("({query}) AS {alias}").format(query=compose(source.query),
+                                                          alias=sql.Identifier(DERIVED_TABLE))
+            label = "query"
+        else:
+            schema, name, catalog = self._resolve(source.table)
+            if not catalog:
+                raise self._missing_table(schema, name, source.table)
+            base, label = self._ident(schema, name), f"{schema}.{name}"
+        self._search_path(self.conn)
+        select = sql.SQL("SELECT * FROM {base}").format(base=base)
+        if source.where is not None:
+            select = sql.SQL("{select} WHERE ({where})").format(select=select, where=compose(source.where))
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql.SQL("SELECT * FROM ({select}) AS {alias} LIMIT 0").format(
+                    select=select, alias=sql.Identifier("mbt_probe")))
+                described = [(d.name, d.type_code) for d in cur.description or []]
+                oids = sorted({oid for _n, oid in described})
+                names = dict(cur.execute("SELECT oid::int8, typname FROM pg_catalog.pg_type WHERE oid = ANY(%s)",
+                                         (oids,)).fetchall())
+        except psycopg.Error as exc:
+            import psycopg.errors as pge
+
+            if isinstance(exc, (pge.SyntaxError, pge.UndefinedColumn, pge.UndefinedTable, pge.UndefinedFunction,
+                                pge.DatatypeMismatch, pge.AmbiguousColumn, pge.InvalidTextRepresentation)):
+                text = scrub(str(exc).strip(), self.params.password).splitlines()[0]
+                raise MBTInputError(f"PostgreSQL rejected the data source: {text}", field=source.field,
+                                    hint="check the query / where against the tables (mbt validate checks syntax only)"
+                                    ) from None
+            raise self._db_error(exc, f"describing {label}") from None
+        catalog = [(n, names.get(oid, "text")) for n, oid in described]
+        dupes = sorted({n for n, _t in catalog if [c for c, _ in catalog].count(n) > 1})
+        if dupes:
+            raise MBTInputError(f"the query returns columns {dupes} more than once", field=source.field,
+                                hint="alias or drop the duplicated columns (e.g. USING (customer_id) in a join)")
+        return select, catalog, label
+
+    def _search_path(self, conn) -> None:
+        """Unqualified names in a ``query``/``where`` resolve in the connector's ``schema`` first
+        (then ``public``), like the table names of ``read_table``."""
+        value = ", ".join('"' + s.replace('"', '""') + '"' for s in dict.fromkeys([self.default_schema, "public"]))
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (value,))
+
+    def read_source(self, source):
+        """The rows of a bound ``SourceQuery`` as one DataFrame (filter evaluated in PostgreSQL)."""
+        from airflow_mbt.plugins.connectors._pg_csv import to_pandas
+
+        if source.is_plain_table:
+            return self.read_table(source.table)
+        select, catalog, label = self._source_select(source)
+        df = to_pandas(list(self._copy_out("", "", catalog, select=select, what=label)), catalog)
+        log.info("read %d rows from PostgreSQL %s", len(df), source.label)
+        return df
+
+    def iter_source(self, source, chunk_rows: int = 200_000) -> Iterator:
+        """``iter_table`` for a bound ``SourceQuery``: chunks of ``chunk_rows`` rows of the
+        filtered COPY, streamed on a connection of its own."""
+        if source.is_plain_table:
+            yield from self.iter_table(source.table, chunk_rows)
+            return
+        if chunk_rows < 1:
+            raise MBTInputError(f"chunk_rows must be >= 1, got {chunk_rows}", field="chunk_rows")
+        select, catalog, label = self._source_select(source)
+        segment = max(1 << 20, min(SEGMENT_BYTES, chunk_rows * 64))
+        own = connect(self.params)
+        try:
+            self._search_path(own)
+            yield from self._chunked(self._copy_out("", "", catalog, segment, own, select=select, what=label),
+                                     catalog, chunk_rows)
         finally:
             own.close()
 
@@ -291,6 +385,25 @@ class PostgresConnector(DataConnector):
             raise self._db_error(exc, f"writing {schema}.{name}") from None
         log.info("wrote %d rows to PostgreSQL %s.%s", written, schema, name)
         return written
+
+    def ensure_columns(self, table: str, columns: dict[str, str]) -> list[str]:
+        """Migrate an existing ``table``: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` for each
+        ``{column: sql type}`` it lacks (types from a fixed list in code, never from YAML).
+        Returns the columns added; a missing table is left to ``write_chunks`` (created there)."""
+        import psycopg
+        from psycopg import sql
+
+        schema, name, catalog = self._resolve(table)
+        present = {c for c, _t in catalog}
+        missing = [c for c in columns if c not in present] if catalog else []
+        for column in missing:
+            try:
+                self.conn.execute(sql.SQL("ALTER TABLE {tab} ADD COLUMN IF NOT EXISTS {col} {typ}").format(
+                    tab=self._ident(schema, name), col=sql.Identifier(column), typ=sql.SQL(columns[column])))
+            except psycopg.Error as exc:
+                raise self._db_error(exc, f"adding column {column} to {schema}.{name}") from None
+            log.warning("table %s.%s had no column %s: added it (%s)", schema, name, column, columns[column])
+        return missing
 
     def _create_table(self, df, schema: str, name: str) -> None:
         from psycopg import sql

@@ -47,7 +47,7 @@ def test_secret_is_kept_as_reference():
     ("{{ nope('x') }}", "unknown template function"),
     ("{{ var(x) }}", "must be a literal"),
     ("{{ var('x', 1, 2) }}", "takes a quoted name"),
-    ("{{ var }}", "is not a function call"),
+    ("{{ var }}", "unknown template parameter"),
     ("{{ var('x' 'y') }}", "expected ',' or ')'"),
     ("{{ var('x', 1) }} {{", "unclosed"),
     ("{{ var('x'", "unclosed"),

@@ -20,14 +20,17 @@ def test_local_file_predictions(trained):
     run_id = run_steps(manifest, root)
     scoring = pd.read_csv(root / "sample_data" / "customers_to_score.csv")
     preds = pd.read_csv(root / "out" / "preds.csv")
-    assert list(preds.columns) == ["customer_id", "prediction", "prediction_probability"]
+    assert list(preds.columns) == ["customer_id", "prediction", "prediction_probability", "execution_date",
+                                   "model_run_id", "serving_run_id", "pipeline_name"]
     assert preds["customer_id"].tolist() == scoring["customer_id"].tolist()
     assert set(preds["prediction"]) <= {0, 1}
     assert preds["prediction_probability"].between(0, 1).all()
     # the label follows the probability of the positive class
     assert ((preds["prediction_probability"] > 0.5) == (preds["prediction"] == 1)).mean() > 0.95
     result = fetch(root, manifest, run_id, "publish_result")
-    assert result == {"destination": "local_file", "path": str(root / "out" / "preds.csv"), "rows": len(scoring)}
+    assert {k: result[k] for k in ("destination", "path", "rows", "serving_run_id", "pipeline_name")} == {
+        "destination": "local_file", "path": str(root / "out" / "preds.csv"), "rows": len(scoring),
+        "serving_run_id": run_id, "pipeline_name": "serving_churn"}
     features = fetch(root, manifest, run_id, "features")
     assert features.columns[0] == "customer_id" and "contract_type=__other__" in features.columns
 
@@ -37,7 +40,8 @@ def test_probabilities_can_be_left_out(trained):
     cfg = serving_config(mlflow_run["run_id"], serving={"output": {"include_probabilities": False,
                                                                    "path": "no_proba.csv"}})
     run_steps(make_manifest(cfg), root)
-    assert list(pd.read_csv(root / "no_proba.csv").columns) == ["customer_id", "prediction"]
+    assert list(pd.read_csv(root / "no_proba.csv").columns) == ["customer_id", "prediction", "execution_date",
+                                                                "model_run_id", "serving_run_id", "pipeline_name"]
 
 
 def test_database_destination_is_idempotent_per_serving_run(trained):
@@ -50,7 +54,7 @@ def test_database_destination_is_idempotent_per_serving_run(trained):
     other = run_steps(manifest, root)
     table = pd.read_csv(root / "sample_data" / "churn_predictions.csv")
     assert list(table.columns) == ["customer_id", "prediction", "prediction_probability", "execution_date",
-                                   "model_run_id", "serving_run_id"]
+                                   "model_run_id", "serving_run_id", "pipeline_name"]
     assert table.groupby("serving_run_id").size().to_dict() == {run_id: 200, other: 200}
     assert set(table["model_run_id"]) == {mlflow_run["run_id"]}
     assert pd.to_datetime(table["execution_date"]).notna().all()
