@@ -50,7 +50,7 @@ def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, man
     return args
 
 
-def connection_env(connection_secrets: dict) -> list[k8s.V1EnvVar]:
+def connection_env(connection_secrets: dict[str, str]) -> list[k8s.V1EnvVar]:
     """``AIRFLOW_CONN_<ID>`` from ``secretKeyRef`` {name: secret, key: conn id} per connection."""
     env = []
     for conn_id, secret in sorted((connection_secrets or {}).items()):
@@ -65,7 +65,7 @@ def connection_env(connection_secrets: dict) -> list[k8s.V1EnvVar]:
     return env
 
 
-def container_resources(resources: dict | None) -> k8s.V1ResourceRequirements | None:
+def container_resources(resources: dict[str, Any] | None) -> k8s.V1ResourceRequirements | None:
     """Step ``resources`` ({"cpu": "2", "memory": "4Gi"}) as equal requests and limits."""
     res = {k: str(v) for k, v in (resources or {}).items() if v not in (None, "")}
     if not res:
@@ -83,7 +83,7 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
     template_fields = tuple(KubernetesPodOperator.template_fields) + ("manifest_uri", "manifest_hash")
 
     def __init__(self, *, pipeline: str, step: str, manifest_uri: str, manifest_hash: str, target: str,
-                 executor_config: dict | None = None, resources: dict | None = None,
+                 executor_config: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
                  manifest_conn_id: str | None = None, **kwargs: Any) -> None:
         cfg = dict(executor_config or {})
         image = kwargs.pop("image", None) or cfg.get("image")
@@ -116,7 +116,7 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
         self.manifest_uri = manifest_uri
         self.manifest_hash = manifest_hash
 
-    def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
+    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
         """A pod that exited with a non-retryable code (bad input, data contract) fails the task
         without further retries."""
         from airflow.sdk.exceptions import AirflowException
@@ -127,7 +127,7 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
             raise pod_failure(exc, remote_pod, self.base_container_name, f"{self.pipeline}.{self.step}") from exc
 
 
-def pod_failure(exc: Exception, remote_pod, container: str, label: str) -> Exception:
+def pod_failure(exc: Exception, remote_pod: Any, container: str, label: str) -> Exception:
     """The exception a failed pod should raise: ``AirflowFailException`` (no retry) when the step
     container exited with a non-retryable code, else ``exc`` itself."""
     kind = classify_exit_code(exit_code(remote_pod, container))
@@ -138,9 +138,10 @@ def pod_failure(exc: Exception, remote_pod, container: str, label: str) -> Excep
     return exc
 
 
-def exit_code(remote_pod, container: str) -> int | None:
+def exit_code(remote_pod: Any, container: str) -> int | None:
     statuses = (remote_pod.status.container_statuses if remote_pod and remote_pod.status else None) or []
     for status in statuses:
         if status.name == container and status.state and status.state.terminated:
-            return status.state.terminated.exit_code
+            code: int = status.state.terminated.exit_code
+            return code
     return None

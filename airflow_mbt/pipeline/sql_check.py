@@ -96,7 +96,8 @@ def check_sql(doc: Located, section: str, dialect: str) -> None:
             if not isinstance(tree, exp.Query):
                 raise doc.error(path, f"query must be a SELECT, not {tree.key.upper()}",
                                 hint="write SELECT ... FROM ... (joins, WITH and UNION are fine)")
-        elif isinstance(tree, (exp.Query, exp.Command, exp.DDL, exp.DML, exp.Alias)) or not isinstance(tree, exp.Condition):
+        elif (isinstance(tree, (exp.Query, exp.Command, exp.DDL, exp.DML, exp.Alias))
+              or not isinstance(tree, exp.Condition)):
             raise doc.error(path, "where must be a boolean expression, not a statement",
                             hint='e.g. where: "snapshot_date = {{ ds }}"')
         bad = next((n for n in tree.walk() if isinstance(n, (exp.DDL, exp.DML, exp.Command, exp.Into))), None)

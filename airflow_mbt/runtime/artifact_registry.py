@@ -12,8 +12,9 @@ import json
 import logging
 import random
 import time
+from typing import Any
 
-from airflow_mbt.errors import MBTError, MBTInputError, RegistryConflictError
+from airflow_mbt.errors import IntegrityError, MBTInputError, RegistryConflictError
 from airflow_mbt.runtime.artifacts import canonical_json_bytes, run_prefix
 
 log = logging.getLogger("airflow_mbt")
@@ -31,15 +32,15 @@ def registry_key(run_id: str, pipeline: str | None = None) -> str:
 
 
 class ArtifactRegistry:
-    def __init__(self, storage, run_id: str, *, pipeline: str | None = None, max_attempts: int = MAX_ATTEMPTS):
+    def __init__(self, storage: Any, run_id: str, *, pipeline: str | None = None, max_attempts: int = MAX_ATTEMPTS):
         self.storage = storage
         self.run_id = run_id
         self.pipeline = pipeline
         self.key = registry_key(run_id, pipeline)
         self.max_attempts = max_attempts
-        self._artifacts: dict[str, dict] | None = None
+        self._artifacts: dict[str, dict[str, Any]] | None = None
 
-    def _parse(self, data: bytes | None) -> dict[str, dict]:
+    def _parse(self, data: bytes | None) -> dict[str, dict[str, Any]]:
         if data is None:
             return {}
         try:
@@ -48,23 +49,23 @@ class ArtifactRegistry:
             if not isinstance(artifacts, dict):
                 raise TypeError("artifacts is not an object")
         except (ValueError, KeyError, TypeError) as exc:
-            raise MBTError(f"artifact registry {self.storage.uri(self.key)} is corrupt ({exc}); "
-                           f"re-run the pipeline with a new run id") from None
+            raise IntegrityError(f"artifact registry {self.storage.uri(self.key)} is corrupt ({exc}); "
+                                 f"re-run the pipeline with a new run id") from None
         return artifacts
 
-    def load(self) -> dict[str, dict]:
+    def load(self) -> dict[str, dict[str, Any]]:
         """Read the registry (``{}`` when the run has recorded nothing yet) and cache it."""
         data, _version = self.storage.read_versioned(self.key)
         self._artifacts = self._parse(data)
         return dict(self._artifacts)
 
     @property
-    def artifacts(self) -> dict[str, dict]:
+    def artifacts(self) -> dict[str, dict[str, Any]]:
         if self._artifacts is None:
             self.load()
-        return dict(self._artifacts)
+        return dict(self._artifacts or {})
 
-    def lookup(self, name: str, producer: str | None = None) -> dict:
+    def lookup(self, name: str, producer: str | None = None) -> dict[str, Any]:
         """The entry of artifact ``name``; ``ArtifactNotFoundError`` naming the producing step."""
         entry = self.artifacts.get(name)
         if entry is None:
@@ -75,7 +76,7 @@ class ArtifactRegistry:
                       f"recorded artifacts: {', '.join(sorted(self.artifacts)) or '(none)'}"))
         return entry
 
-    def record(self, entries: dict[str, dict]) -> dict[str, dict]:
+    def record(self, entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Merge ``entries`` into the stored registry in one conditional write; returns the
         merged artifacts. Retries on conflicts with randomized backoff."""
         for attempt in range(1, self.max_attempts + 1):

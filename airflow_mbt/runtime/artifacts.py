@@ -23,7 +23,7 @@ from airflow_mbt.errors import MBTError
 from airflow_mbt._fs import sha256_file
 from airflow_mbt.step_specs import DIR, JSON, TABLE, TABLE_STREAM
 
-EXTENSIONS = {TABLE: ".parquet", TABLE_STREAM: ".parquet", JSON: ".json", DIR: ".tar"}
+EXTENSIONS: dict[str, str] = {TABLE: ".parquet", TABLE_STREAM: ".parquet", JSON: ".json", DIR: ".tar"}
 TABLE_KINDS = (TABLE, TABLE_STREAM)
 
 
@@ -46,7 +46,7 @@ def artifact_key(run_id: str, step: str, name: str, kind: str, pipeline: str | N
 
 
 # ---- serialization ---------------------------------------------------------------------------
-def _json_default(value: Any):
+def _json_default(value: Any) -> Any:
     if callable(getattr(value, "tolist", None)):  # numpy scalars and arrays
         return value.tolist()
     if isinstance(value, Path):
@@ -157,6 +157,7 @@ def _streamed_file(name: str, value: Any, local: Path) -> tuple[Path, str, int] 
 
     if isinstance(value, TableWriter):
         value.close()
+        assert value.sha256 is not None and value.size is not None  # set by close()
         return value.path, value.sha256, value.size
     if isinstance(value, StreamedTable):
         raise ArtifactError(f"output {name!r} is an input table; write a new one with ctx.table_writer")
@@ -166,11 +167,12 @@ def _streamed_file(name: str, value: Any, local: Path) -> tuple[Path, str, int] 
         writer = TableWriter(local, name).write_all(value)
     except StreamError as exc:
         raise ArtifactError(str(exc)) from exc
+    assert writer.sha256 is not None and writer.size is not None  # write_all closes it
     return writer.path, writer.sha256, writer.size
 
 
-def store(storage, run_id: str, step: str, name: str, kind: str, value: Any, scratch: Path, *,
-          pipeline: str | None = None) -> dict:
+def store(storage: Any, run_id: str, step: str, name: str, kind: str, value: Any, scratch: Path, *,
+          pipeline: str | None = None) -> dict[str, Any]:
     """Serialize one output and upload it; returns its registry entry."""
     key = artifact_key(run_id, step, name, kind, pipeline)
     local = scratch / f"{name}{EXTENSIONS[kind]}"
@@ -185,7 +187,7 @@ def store(storage, run_id: str, step: str, name: str, kind: str, value: Any, scr
     return {"uri": uri, "key": key, "kind": kind, "sha256": digest, "size": size, "step": step}
 
 
-def fetch(storage, name: str, entry: dict, scratch: Path) -> Any:
+def fetch(storage: Any, name: str, entry: dict[str, Any], scratch: Path) -> Any:
     """Download one artifact described by its registry ``entry``, verify it, deserialize it."""
     kind = entry["kind"]
     local = scratch / "download" / f"{name}{EXTENSIONS.get(kind, '')}"

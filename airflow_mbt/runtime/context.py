@@ -89,11 +89,11 @@ class TargetRuntime:
         raw = self.target.raw.get(key) or {}
         return resolve_secrets(plain(raw), self.secrets_provider, key)  # type: ignore[no-any-return]
 
-    def path(self, value: str | os.PathLike) -> Path:
+    def path(self, value: str | os.PathLike[str]) -> Path:
         p = Path(value)
         return p if p.is_absolute() else (self.project_dir / p)
 
-    def connection(self, conn_id: str):
+    def connection(self, conn_id: str) -> Any:
         """An Airflow ``Connection`` by id (works from ``AIRFLOW_CONN_<ID>`` without a DB)."""
         from airflow_mbt.connections import get_connection
 
