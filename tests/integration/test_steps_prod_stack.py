@@ -45,7 +45,9 @@ def run_prefixes(s3_client):
 
 def test_train_on_the_stack_and_publish_to_postgres(stack_runtime, tmp_path, experiment, scratch_schema,
                                                     pg_warehouse, mlflow_tracking_uri, run_prefixes):
-    target = stack_runtime.target
+    from airflow_mbt.manifest import plain
+
+    target = plain(stack_runtime.target.raw)  # the compiled target section, as a manifest holds it
     cfg = training_config(project={"experiment_name": experiment})
     cfg["training"]["model_training"] = {"framework": "h2o_automl", "config": AUTOML_TEST}
     training = make_manifest(cfg, target)
