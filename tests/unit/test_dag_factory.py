@@ -186,6 +186,21 @@ def test_s3_unreachable_builds_every_dag_from_cache(s3_env):
     assert "unreachable" in warning and "from the cache" in warning and "unit-secret" not in warning
 
 
+def test_a_failing_secrets_backend_builds_every_dag_from_cache(s3_env):
+    """The manifests connection cannot be looked up (the secrets backend is down): the loader
+    keeps every DAG from its cache and logs one warning naming the backend, never an import error."""
+    prefix, manifests, env, cache_dir = s3_env
+    _seed_s3_cache(cache_dir, prefix, manifests, checked_at=time.time() - 3600)  # TTL passed
+    env = {k: v for k, v in env.items() if k != "AIRFLOW_CONN_MBT_S3"}
+    env["AIRFLOW__SECRETS__BACKEND"] = "failing_secrets_backend.FailingSecretsBackend"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "unit"), os.environ.get("PYTHONPATH", "")])
+    result = _probe(env)
+    assert result["errors"] == {}
+    assert result["dags"] == ["serving_churn_model_v1", "training_churn_model_v1"]
+    [warning] = result["parse"]["warnings"]
+    assert "from the cache" in warning and "FailingSecretsBackend" in warning
+
+
 def test_within_ttl_no_s3_request_and_no_boto3(s3_env):
     prefix, manifests, env, cache_dir = s3_env
     _seed_s3_cache(cache_dir, prefix, manifests, checked_at=time.time())
