@@ -160,11 +160,20 @@ def references(config: dict) -> list[tuple[str, str]]:
     return [(f, c) for f, c in refs if c]
 
 
-def check_references(df: "pd.DataFrame", config: dict) -> None:
+def check_references(df: "pd.DataFrame", config: dict, log: Any = None) -> None:
     """Every named column exists (one error naming the field and the closest column), and the
-    primary key is unique and never missing."""
+    primary key is unique and never missing. An ``ignored_columns`` entry absent from the training
+    data is an error only when it looks like a typo of a column that is there (``merchnt`` for
+    ``merchant``); otherwise it names a column that only the scoring data has (a snapshot date,
+    say) and is logged as a warning."""
     for where, column in references(config):
         if column not in df.columns:
+            close = difflib.get_close_matches(str(column), [str(c) for c in df.columns], n=1, cutoff=0.6)
+            if where.startswith("training.schema.ignored_columns") and not close:
+                if log is not None:
+                    log.warning("%s: column %r is not in the training data (ignored when scoring data has it)",
+                                where, column)
+                continue
             raise DataContractError(f"column {column!r} is not in the data", field=where,
                                     hint=did_you_mean(column, df.columns))
     key = ((config.get("training") or {}).get("schema") or {}).get("identifiers", {}).get("primary_key")

@@ -79,7 +79,7 @@ def run(ctx, inputs: dict) -> dict:
     settings = settings_from_config(ctx.config)
     test_size, seed, stratify = split_settings(ctx.config)
     df = custom_transforms.apply(inputs["raw_data"], settings["custom_transforms"], ctx.project_dir)
-    columns.check_references(df, ctx.config)
+    columns.check_references(df, ctx.config, ctx.log)
     df = df.drop(columns=[c for c in schema.ignored_columns if c in df.columns]).reset_index(drop=True)
     pre_cfg = (ctx.config.get("training") or {}).get("preprocessing") or {}
     df = data_checks.handle_non_finite(df, pre_cfg.get("non_finite"), {schema.label_column}, ctx.log)

@@ -145,6 +145,15 @@ def test_ignored_columns_typo_is_an_error_with_did_you_mean():
     assert "'tenur'" in str(err.value) and "did you mean 'tenure'" in err.value.hint
 
 
+def test_an_ignored_column_only_scoring_data_has_is_a_warning_not_an_error(caplog):
+    import logging
+
+    log = logging.getLogger("airflow_mbt.test_columns")
+    with caplog.at_level(logging.WARNING, logger="airflow_mbt.test_columns"):
+        columns.check_references(frame(), config(ignored_columns=["snapshot_date"]), log)
+    assert "'snapshot_date' is not in the training data" in caplog.text
+
+
 def test_every_column_reference_is_checked():
     cfg = config(identifiers={"primary_key": "customer_id", "id_columns": ["acount_id"]})
     with pytest.raises(DataContractError) as err:

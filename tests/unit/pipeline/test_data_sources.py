@@ -23,7 +23,7 @@ from airflow_mbt.scaffold.project_init import init_project
 from airflow_mbt.scaffold.sample_data import write_dated_csvs
 from airflow_mbt.sources import Param, bind
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "daily_scoring" / "pipelines"
 TRAIN, SERVE = "training_churn_joined_v1", "serving_churn_daily_v1"
 UTC = timezone.utc
@@ -154,7 +154,7 @@ def test_dev_target_reruns_replace_one_partition_per_logical_date(project):
 
     with TargetRuntime.from_manifest(training, project) as runtime:
         storage = runtime.storage()
-        entry = ArtifactRegistry(storage, "run_20260101_000000_aaaa").lookup("mlflow_run")
+        entry = ArtifactRegistry(storage, "run_20260101_000000_aaaa", pipeline=training.name).lookup("mlflow_run")
         mlflow_run = artifacts.fetch(storage, "mlflow_run", entry, project / "tmp_fetch")
     serving = _compile(project, SERVE, "--vars", f"model_run_id={mlflow_run['run_id']}")
     for run in (day(2), RunContext(**{**day(2).__dict__, "run_id": "run_20260102_000001_bbbb"}), day(3)):
