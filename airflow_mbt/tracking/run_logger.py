@@ -225,7 +225,7 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
 
 def experiment_name_of(ctx) -> str:
     project = ctx.config.get("project") or {}
-    return (project.get("experiment_name") or ctx.manifest.pipeline.get("experiment_name")
+    return (project.get("experiment_name") or ctx.manifest.pipeline.experiment_name
             or ctx.runtime.section("mlflow").get("experiment_name") or ctx.manifest.name)
 
 

@@ -85,7 +85,8 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_intact(tmp_path):
 
 
 def test_manifest_write_goes_through_the_helper(tmp_path):
-    manifest = Manifest.build({"name": "p", "steps": {}})
+    manifest = Manifest.build({"pipeline": {"name": "p", "kind": "training"}, "schedule": "@daily",
+                               "target": {"name": "dev"}, "config": {}, "steps": []})
     path = tmp_path / "target" / "p" / "manifest.json"
     assert manifest.write(path) == path
     assert path.read_text(encoding="utf-8") == manifest.to_json()
@@ -104,7 +105,8 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_helper_is_at_the_bottom_of_the_import_graph():
-    assert not {m for m in _imports(PACKAGE / "_fs.py") if m.split(".")[0] == "airflow_mbt"}
+    # only the bottom-most module (error types, which import nothing above constants)
+    assert {m for m in _imports(PACKAGE / "_fs.py") if m.split(".")[0] == "airflow_mbt"} <= {"airflow_mbt.errors"}
 
 
 def test_no_module_hand_rolls_a_temp_file_rename():
@@ -116,7 +118,8 @@ def test_no_module_hand_rolls_a_temp_file_rename():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and node.func.attr in ("replace", "rename") and len(node.args) == 1 \
-                    and not isinstance(node.args[0], ast.Constant):
+                    and not isinstance(node.args[0], ast.Constant) \
+                    and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "dataclasses"):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and node.func.attr == "replace" and isinstance(node.func.value, ast.Name) \

@@ -66,8 +66,7 @@ def test_infinite_scoring_values_are_an_input_error(project):
 
 
 def test_custom_transform_calling_sys_exit_fails_the_step(project):
-    (project / "lib").mkdir()
-    (project / "lib" / "__init__.py").write_text("")
+    (project / "lib").mkdir()  # a namespace package, as in the other transform tests
     (project / "lib" / "quit.py").write_text("import sys\n\ndef run(df):\n    sys.exit(0)\n")
     cfg = training_config(training={"preprocessing": {"custom_transforms": ["lib.quit:run"]}})
     manifest = make_manifest(cfg)

@@ -100,7 +100,9 @@ def test_serving_writes_per_class_probabilities(tmp_path):
     cfg = serving_config(mlflow_run["run_id"], serving={"output": {"include_probabilities": "all"}})
     run_steps(make_manifest(cfg), root)
     preds = pd.read_csv(root / "predictions.csv")
-    assert list(preds.columns) == ["customer_id", "prediction", "prediction_probability",
-                                   "prediction_probability_0", "prediction_probability_1"]
+    assert list(preds.columns)[:5] == ["customer_id", "prediction", "prediction_probability",
+                                       "prediction_probability_0", "prediction_probability_1"]
+    # then the partition stamp columns every publish writes (docs/runs.md)
+    assert {"execution_date", "pipeline_name", "serving_run_id"} <= set(preds.columns[5:])
     assert np.allclose(preds["prediction_probability_0"] + preds["prediction_probability_1"], 1.0)
     assert ((preds["prediction_probability_1"] >= 0.6) == (preds["prediction"] == 1)).all()  # threshold in serving
