@@ -41,7 +41,9 @@ for tier in "${tiers[@]}"; do
     integration) need_stack || { rc=1; continue; } ;;
     e2e) need_browser && need_airflow || { rc=1; continue; } ;;
   esac
-  "$PY" -m pytest "tests/$tier" -p no:cacheprovider --junitxml="test-artifacts/junit-$tier.xml" "$@"
+  parallel=()
+  [ "$tier" = unit ] && parallel=(-n auto)  # the unit tier is service-free: one worker per core (pytest-xdist)
+  "$PY" -m pytest "tests/$tier" -p no:cacheprovider --junitxml="test-artifacts/junit-$tier.xml" "${parallel[@]}" "$@"
   code=$?
   # exit code 5 = no tests collected: a tier with no tests is a failure, not a pass
   [ $code -ne 0 ] && rc=1

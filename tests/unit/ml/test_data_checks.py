@@ -22,6 +22,7 @@ def project(tmp_path):
 def _poison(project, table, column, rows, value=float("inf")):
     path = project / "sample_data" / f"{table}.csv"
     df = pd.read_csv(path)
+    df[column] = df[column].astype("float64")
     df.loc[list(rows), column] = value
     df.to_csv(path, index=False)
     return len(df)
