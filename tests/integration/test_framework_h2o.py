@@ -165,7 +165,8 @@ def test_training_pipeline_with_its_own_jvm_then_serving(tmp_path):
     serving = make_manifest(serving_config(mlflow_run["run_id"]), target)
     run_steps(serving, root)
     preds = pd.read_csv(root / "predictions.csv")
-    assert len(preds) == 300 and list(preds.columns) == ["customer_id", "prediction", "prediction_probability"]
+    assert len(preds) == 300 and list(preds.columns)[:3] == ["customer_id", "prediction", "prediction_probability"]
+    assert {"execution_date", "pipeline_name", "serving_run_id"} <= set(preds.columns)  # the partition stamps
     assert set(preds["prediction"]) <= {0, 1} and preds["prediction_probability"].between(0, 1).all()
     assert not answers(OWN_PORT), "serving must not need a cluster"
 
