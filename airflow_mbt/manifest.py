@@ -53,6 +53,8 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 MANIFEST_VERSION = SCHEMA_VERSION  # the former name of the field, kept for imports
 SECRET_KEY = "$secret"
 REQUIRED_KEYS = ("pipeline", "schedule", "target", "config", "steps", "content_hash")
+_ARTIFACT_KINDS = frozenset(ArtifactKind.values())
+_PIPELINE_KINDS = frozenset(PipelineKind.values())
 _FIELD_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -191,7 +193,7 @@ class ManifestStep:
         for i, out in enumerate(_list(doc.get("outputs", []), f"{where}.outputs", source)):
             o = _mapping(out, f"{where}.outputs[{i}]", source)
             kind = o.get("kind")
-            if kind not in ArtifactKind.values():
+            if kind not in _ARTIFACT_KINDS:
                 raise ManifestFormatError(f"unknown artifact kind {kind!r}", file=source,
                                           field=f"{where}.outputs[{i}].kind",
                                           hint=f"one of: {', '.join(ArtifactKind.values())}")
@@ -220,7 +222,7 @@ class PipelineInfo:
     def from_json(cls, data: Any, source: str) -> PipelineInfo:
         doc = _mapping(data, "pipeline", source)
         kind = doc.get("kind")
-        if kind not in PipelineKind.values():
+        if kind not in _PIPELINE_KINDS:
             raise ManifestFormatError(f"unknown pipeline kind {kind!r}", file=source, field="pipeline.kind",
                                       hint=f"one of: {', '.join(PipelineKind.values())}")
         return cls(name=_str(doc.get("name"), "pipeline.name", source), kind=PipelineKind(kind),

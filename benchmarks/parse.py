@@ -101,7 +101,7 @@ def write_static_dag_file(path: Path, manifests, root: Path) -> None:
     for m in manifests:
         var = m.name
         lines.append(f"with DAG(dag_id={m.name!r}, schedule={m.schedule!r}, start_date=START, catchup=False, "
-                     f"max_active_runs=1, tags={sorted({*m.pipeline.get('tags', []), m.kind, 'mbt'})!r}, "
+                     f"max_active_runs=1, tags={sorted({*m.pipeline.tags, str(m.kind), 'mbt'})!r}, "
                      f"default_args={{'owner': 'de-team', 'retries': 2, 'retry_delay': timedelta(minutes=5)}}) "
                      f"as {var}:")
         for s in m.steps:
@@ -132,7 +132,7 @@ def write_dag_factory_files(folder: Path, manifests, root: Path) -> Path:
         doc = {m.name: {"default_args": {"owner": "de-team", "retries": 2, "retry_delay_sec": 300,
                                          "start_date": "2024-01-01"},
                         "schedule": m.schedule, "catchup": False, "max_active_runs": 1,
-                        "tags": sorted({*m.pipeline.get("tags", []), m.kind, "mbt"}), "tasks": tasks}}
+                        "tags": sorted({*m.pipeline.tags, str(m.kind), "mbt"}), "tasks": tasks}}
         (folder / f"{m.name}.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     dag_file = folder.parent / "dag_factory_dags.py"
     dag_file.write_text('"""airflow DAGs built by dag-factory from YAML (benchmark comparison)."""\n'

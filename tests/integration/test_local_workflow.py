@@ -109,7 +109,7 @@ def sklearn_run(sklearn_project):
     mbt(sklearn_project, "validate", TRAINING)  # the serving YAML still has its run id placeholder
     mbt(sklearn_project, "compile", TRAINING, "--target", "dev")
     manifest = Manifest.read(sklearn_project / "target" / TRAINING / "manifest.json")
-    assert manifest.pipeline["framework"] == "sklearn" and [s.name for s in manifest.steps] == TRAINING_STEPS
+    assert manifest.pipeline.framework == "sklearn" and [s.name for s in manifest.steps] == TRAINING_STEPS
     results, proc = run_pipeline_cli(sklearn_project, TRAINING)
     return results, proc
 
@@ -170,7 +170,8 @@ def test_serving_steps_in_parallel_processes_match_mbt_run(sklearn_project, serv
     assert [code for code, _ in outcomes] == [0, 0], outcomes
     for step in SERVING_STEPS[2:]:
         mbt(sklearn_project, *step_cmd(step)[1:])
-    first, second = registry(sklearn_project, serving_run["run_id"]), registry(sklearn_project, run_id)
+    first = registry(sklearn_project, serving_run["run_id"], SERVING)
+    second = registry(sklearn_project, run_id, SERVING)
     assert set(second) == set(first) == {"model", "preprocessor", "scoring_data", "features",
                                          "predictions", "publish_result"}
     for name in ("preprocessor", "scoring_data", "features", "predictions"):
