@@ -270,7 +270,7 @@ def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtim
         assert results["status"] == "success", results
         result.mbt_run_id_1, result.run_id_1 = results["run_id"], results["mlflow_run_id"]
         assert result.mbt_run_id_1 in out and result.run_id_1 in out  # printed for the DS
-        assert (project / "local_artifacts" / result.mbt_run_id_1).is_dir()
+        assert (project / "local_artifacts" / TRAINING / result.mbt_run_id_1).is_dir()
 
     with phase(result, "B: CI (validate/compile/deploy) + training DAG"):
         use_env_runtime_budget(project)

@@ -59,6 +59,8 @@ def test_port_held_by_a_stranger_fails_naming_service_and_port(tmp_path):
         (tmp_path / "repo" / "requirements").symlink_to(REPO / "requirements")
         proc = subprocess.run(["bash", str(scripts / "stack.sh"), "up", "h2o"], capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "MBT_STACK_DIR": str(tmp_path / "stackdir")})
+                              # MBT_* already in the environment override stack.env: drop the H2O ones
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("MBT_H2O")},
+                                   "MBT_STACK_DIR": str(tmp_path / "stackdir")})
     assert proc.returncode == 1
     assert f"h2o: port {port} is taken" in proc.stderr

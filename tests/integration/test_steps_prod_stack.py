@@ -82,5 +82,8 @@ def test_train_on_the_stack_and_publish_to_postgres(stack_runtime, tmp_path, exp
     query = f'SELECT DISTINCT prediction FROM "{scratch_schema}".churn_predictions'
     labels = {r[0] for r in pg_warehouse.execute(query)}
     assert labels <= {0, 1}
-    assert fetch(tmp_path, serving, serving_run, "publish_result") == {
-        "destination": "database", "table": table, "rows": 1000, "serving_run_id": serving_run}
+    published = fetch(tmp_path, serving, serving_run, "publish_result")
+    assert {k: published[k] for k in ("destination", "table", "rows", "serving_run_id", "pipeline_name")} == {
+        "destination": "database", "table": table, "rows": 1000, "serving_run_id": serving_run,
+        "pipeline_name": serving.name}
+    assert published["execution_date"]  # the partition: (pipeline_name, logical date)
