@@ -159,6 +159,12 @@ class Criterion:
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "op": self.op, "threshold": self.threshold}
 
+    def passes(self, actual: float | None) -> bool:
+        import operator
+
+        ops = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+        return actual is not None and bool(ops[self.op](actual, self.threshold))
+
 
 @dataclass(frozen=True)
 class StepOutput:

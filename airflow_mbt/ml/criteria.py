@@ -8,27 +8,16 @@ the actual value.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 
 from airflow_mbt.errors import MBTInputError, ValidationCriteriaError
 from airflow_mbt.ml.metrics import METRICS
 from airflow_mbt.constants import parse_criterion
+from airflow_mbt.manifest import Criterion  # the one type: compiled into the manifest, used here
 
 FIELD = "training.evaluation.validation_criteria"
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
 
-@dataclass(frozen=True)
-class Criterion:
-    metric: str
-    op: str
-    threshold: float
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.threshold:g}"
-
-    def passes(self, actual: float | None) -> bool:
-        return actual is not None and OPS[self.op](actual, self.threshold)
 
 
 def parse(text: str, problem_type: str | None = None, index: int = 0) -> Criterion:
