@@ -7,6 +7,13 @@
 # come from the AIRFLOW_CONN_* variables in scripts/stack.env and are handed to the servers as
 # environment (never stored or typed by hand). UI/REST login: admin / admin (simple auth manager).
 # Idempotent: `up` starts only what is not running; `down` stops everything and waits.
+#
+# A second, private instance (for a developer's branch, beside the shared one):
+#   MBT_AIRFLOW_INSTANCE=NAME AIRFLOW_PORT=8091 scripts/airflow.sh up
+# runs with AIRFLOW_HOME=.stack/airflow-NAME, database airflow_db_NAME (created when missing),
+# manifests under s3://mbt-pipeline-artifacts/manifests-NAME/, this checkout's dags/ and package
+# (PYTHONPATH), and pid/log names airflow-NAME-<component>. The e2e tests reach it through
+# MBT_AIRFLOW_URL=http://127.0.0.1:8091.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,8 +27,17 @@ PID_DIR=$STACK_DIR/pids
 say() { echo "[airflow] $*"; }
 die() { echo "[airflow] ERROR: $*" >&2; exit 1; }
 
-export AIRFLOW_HOME=$STACK_DIR/airflow
+INSTANCE=${MBT_AIRFLOW_INSTANCE:-}
+[[ -z "$INSTANCE" || "$INSTANCE" =~ ^[a-z0-9_]+$ ]] || die "MBT_AIRFLOW_INSTANCE must match [a-z0-9_]+"
+P=airflow${INSTANCE:+-$INSTANCE}   # pid and log name prefix
+DB=airflow_db${INSTANCE:+_$INSTANCE}
+export AIRFLOW_HOME=$STACK_DIR/$P
 PORT=${AIRFLOW_PORT:-8080}
+if [ -n "$INSTANCE" ]; then
+  [ "$PORT" != 8080 ] || die "a private instance needs its own AIRFLOW_PORT (8080 is the shared one)"
+  export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+  export MBT_MANIFESTS_URI=${MBT_MANIFESTS_URI:-s3://mbt-pipeline-artifacts/manifests-$INSTANCE/}
+fi
 URL=http://127.0.0.1:$PORT
 UP_TIMEOUT=${AIRFLOW_UP_TIMEOUT:-180}
 COMPONENTS=(api-server scheduler dag-processor)
@@ -60,7 +76,7 @@ EOF
   local pwfile=$AIRFLOW_HOME/simple_auth_manager_passwords.json
   echo '{"admin": "admin"}' > "$pwfile"
 
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://airflow_user:airflow_password@127.0.0.1:5432/airflow_db}
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://airflow_user:airflow_password@127.0.0.1:5432/$DB}
   export AIRFLOW__CORE__EXECUTOR=LocalExecutor
   export AIRFLOW__CORE__PARALLELISM=4
   export AIRFLOW__CORE__DAGS_FOLDER=${MBT_AIRFLOW_DAGS_FOLDER:-$ROOT/dags}
@@ -86,8 +102,23 @@ EOF
   export AIRFLOW__MBT__CACHE_TTL_SECONDS=${AIRFLOW__MBT__CACHE_TTL_SECONDS:-5}
 }
 
+ensure_db() {
+  # A private instance gets its own metadata database, owned by airflow_user.
+  [ -n "$INSTANCE" ] || return 0
+  local q="SELECT 1 FROM pg_database WHERE datname = '$DB'"
+  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+    [ "$(runuser -u postgres -- psql -X -tA -d postgres -c "$q")" = 1 ] \
+      || runuser -u postgres -- psql -X -q -d postgres -c "CREATE DATABASE $DB OWNER airflow_user" \
+      || die "cannot create database $DB"
+  else
+    [ "$(psql -X -tA -h 127.0.0.1 -U postgres -d postgres -c "$q")" = 1 ] \
+      || psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $DB OWNER airflow_user" \
+      || die "cannot create database $DB"
+  fi
+}
+
 check_db() {
-  "$VENV/bin/python" - <<'EOF' || die "cannot reach airflow_db on 127.0.0.1:5432 as airflow_user: run scripts/stack.sh up first"
+  "$VENV/bin/python" - <<'EOF' || die "cannot reach $DB on 127.0.0.1:5432 as airflow_user: run scripts/stack.sh up first"
 import os, sys
 import psycopg2
 url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://")
@@ -102,13 +133,13 @@ EOF
 start() {
   local comp=$1
   shift
-  if alive "airflow-$comp"; then
-    say "$comp already running (pid $(pid_of "airflow-$comp"))"
+  if alive "$P-$comp"; then
+    say "$comp already running (pid $(pid_of "$P-$comp"))"
     return
   fi
   # Own process group (setsid), so stopping it also stops its workers.
-  stack_spawn "airflow-$comp" "$VENV/bin/airflow" "$comp" "$@"
-  say "$comp started (pid $(pid_of "airflow-$comp"), log $LOG_DIR/airflow-$comp.log)"
+  stack_spawn "$P-$comp" "$VENV/bin/airflow" "$comp" "$@"
+  say "$comp started (pid $(pid_of "$P-$comp"), log $LOG_DIR/$P-$comp.log)"
 }
 
 health_json() {
@@ -126,9 +157,9 @@ wait_healthy() {
   local deadline=$((SECONDS + UP_TIMEOUT)) h comp bad
   while :; do
     for comp in "${COMPONENTS[@]}"; do
-      if ! alive "airflow-$comp"; then
-        echo "[airflow] ERROR: $comp exited during start-up; log: $LOG_DIR/airflow-$comp.log" >&2
-        log_tail "airflow-$comp" 40
+      if ! alive "$P-$comp"; then
+        echo "[airflow] ERROR: $comp exited during start-up; log: $LOG_DIR/$P-$comp.log" >&2
+        log_tail "$P-$comp" 40
         exit 1
       fi
     done
@@ -148,8 +179,8 @@ print(" ".join(v for k, v in names.items() if (h.get(k) or {}).get("status") != 
     if [ $SECONDS -ge $deadline ]; then
       for comp in $bad; do
         [ "$comp" = metadatabase ] && comp=api-server
-        echo "[airflow] $comp log ($LOG_DIR/airflow-$comp.log):" >&2
-        log_tail "airflow-$comp" 40
+        echo "[airflow] $comp log ($LOG_DIR/$P-$comp.log):" >&2
+        log_tail "$P-$comp" 40
       done
       die "not healthy after ${UP_TIMEOUT}s: $bad (health: $URL/api/v2/monitor/health)"
     fi
@@ -160,8 +191,9 @@ print(" ".join(v for k, v in names.items() if (h.get(k) or {}).get("status") != 
 up() {
   [ -x "$VENV/bin/airflow" ] || die "$VENV/bin/airflow missing: run scripts/bootstrap.sh"
   load_env
+  ensure_db
   check_db
-  if ! alive airflow-api-server && port_open "$PORT"; then
+  if ! alive $P-api-server && port_open "$PORT"; then
     die "port $PORT is taken by a process this script did not start"
   fi
   # Servers started with another configuration (this script, stack.env or the venv changed) are
@@ -169,38 +201,38 @@ up() {
   local want have
   want=$( (env | grep -E '^(AIRFLOW__|AIRFLOW_CONN_|MBT_MANIFESTS_URI=)' | sort; cat "$ROOT/scripts/airflow.sh"; readlink -f "$VENV/bin/airflow") \
           | sha256sum | cut -d' ' -f1)
-  have=$(cat "$PID_DIR/airflow.config-sha" 2>/dev/null || true)
-  if [ "$want" != "$have" ] && { alive airflow-api-server || alive airflow-scheduler || alive airflow-dag-processor; }; then
+  have=$(cat "$PID_DIR/$P.config-sha" 2>/dev/null || true)
+  if [ "$want" != "$have" ] && { alive $P-api-server || alive $P-scheduler || alive $P-dag-processor; }; then
     say "configuration changed since the servers started: restarting them"
     down
   fi
-  say "migrating the metadata database (airflow_db)"
-  "$VENV/bin/airflow" db migrate >> "$LOG_DIR/airflow-migrate.log" 2>&1 \
-    || { log_tail airflow-migrate 40; die "airflow db migrate failed (log: $LOG_DIR/airflow-migrate.log)"; }
+  say "migrating the metadata database ($DB)"
+  "$VENV/bin/airflow" db migrate >> "$LOG_DIR/$P-migrate.log" 2>&1 \
+    || { log_tail $P-migrate 40; die "airflow db migrate failed (log: $LOG_DIR/$P-migrate.log)"; }
   start api-server --host 127.0.0.1 --port "$PORT" --workers 1
   # --skip-serve-logs: the log server binds every interface; task logs are local files here.
   start scheduler --skip-serve-logs
   start dag-processor
-  echo "$want" > "$PID_DIR/airflow.config-sha"
+  echo "$want" > "$PID_DIR/$P.config-sha"
   wait_healthy
 }
 
 down() {
   local comp
   for comp in dag-processor scheduler api-server; do
-    if alive "airflow-$comp"; then
-      stack_kill "airflow-$comp" 30
+    if alive "$P-$comp"; then
+      stack_kill "$P-$comp" 30
       say "$comp stopped"
     fi
-    rm -f "$PID_DIR/airflow-$comp.pid"
+    rm -f "$PID_DIR/$P-$comp.pid"
   done
 }
 
 status() {
   local comp rc=0 h
   for comp in "${COMPONENTS[@]}"; do
-    if alive "airflow-$comp"; then
-      echo "$comp: running (pid $(pid_of "airflow-$comp"))"
+    if alive "$P-$comp"; then
+      echo "$comp: running (pid $(pid_of "$P-$comp"))"
     else
       echo "$comp: stopped"
       rc=1

@@ -8,12 +8,14 @@ task instances, XComs and task logs. Every wait has a deadline.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-AIRFLOW_URL = "http://127.0.0.1:8080"
+# MBT_AIRFLOW_URL points the tests at a private instance (scripts/airflow.sh, MBT_AIRFLOW_INSTANCE).
+AIRFLOW_URL = os.environ.get("MBT_AIRFLOW_URL", "http://127.0.0.1:8080")
 ADMIN = ("admin", "admin")
 TERMINAL = {"success", "failed"}
 
