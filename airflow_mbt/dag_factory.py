@@ -10,8 +10,11 @@ module level.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -93,9 +96,32 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
     return dag
 
 
+@contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """The cyclic garbage collector off while DAGs are built, as before.
+
+    Everything a parse allocates (manifests, DAGs, operators and their task graph) stays alive
+    until the DAG file is done, so a collection during the build scans a growing heap and frees
+    nothing: with 200 manifests, collections were a quarter of the build. Garbage is collected
+    as usual afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict[str, Any]:
     """All DAGs from the manifests under ``source`` (default ``[mbt] manifests_uri`` / env
     ``MBT_MANIFESTS_URI``). A broken manifest is logged with its location and reason and skipped."""
+    with _no_gc_pauses():
+        return _build_dags(source, conn_id=conn_id)
+
+
+def _build_dags(source: str | None, *, conn_id: str | None) -> dict[str, Any]:
     from airflow.sdk import get_parsing_context
 
     from airflow_mbt.manifests import load_manifests
