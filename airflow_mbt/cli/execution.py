@@ -158,11 +158,43 @@ def cmd_step_execute(args) -> int:
                      interval_end=_date_arg(args.interval_end, "--interval-end"),
                      run_type=args.run_type or RUN_TYPE_LOCAL, dag_id=args.dag_id or None,
                      airflow_run_id=args.airflow_run_id or None)
-    with sigterm_raises():
-        manifest, result = invoke_from_source(_manifest_source(args, project), pipeline=args.pipeline,
-                                              target=args.target, step=args.step, run=run,
-                                              project_dir=project.root if project else Path.cwd())
+    import time
+
+    from airflow_mbt.runtime import run_results
+    from airflow_mbt.runtime.interval import resolve
+    from airflow_mbt.runtime.runner import failed_step_result, finish
+
+    root = project.root if project else Path.cwd()
+    path = run_results.default_path(root, args.pipeline)
+    results = run_results.RunResults(pipeline=args.pipeline, run_id=run.run_id, target=args.target,
+                                     run=run.to_json())
+    started = time.monotonic()
+    try:
+        with sigterm_raises():
+            manifest, result = invoke_from_source(_manifest_source(args, project), pipeline=args.pipeline,
+                                                  target=args.target, step=args.step, run=run, project_dir=root)
+    except BaseException as exc:
+        # one step's run_results.json (status failed / terminated), then the error as usual
+        results.steps.append(failed_step_result(args.step, exc, time.monotonic() - started, run.run_id))
+        finish(results, exc, complete=False, started=started)
+        _write_results(results, path)
+        raise
+    results.run = resolve(run, manifest).to_json()
+    results.steps.append(result)
+    finish(results, None, complete=True, started=started)
+    _write_results(results, path)
     print(f"Step {args.step!r} of {manifest.name} ok ({result.seconds:.1f}s, run id {args.run_id})")
     for name, uri in sorted(result.outputs.items()):
         print(f"  {name}: {uri}")
+    print(f"  run results: {path}")
     return 0
+
+
+def _write_results(results, path: Path) -> None:
+    """Best effort: a results file that cannot be written must not hide the step's own outcome."""
+    import logging
+
+    try:
+        results.write(path)
+    except OSError as exc:
+        logging.getLogger("airflow_mbt").warning("could not write %s: %s", path, exc)

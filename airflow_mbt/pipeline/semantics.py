@@ -84,6 +84,22 @@ def check_cadence(doc: Located) -> None:
                         hint=close or "use hourly, daily, weekly, monthly or a cron like \"0 3 * * *\"")
 
 
+def check_interval(doc: Located) -> None:
+    """``deployment.interval`` is a cadence OR a duration, never both (neither silently wins)."""
+    spec = _get(doc.value, "deployment", "interval")
+    if not isinstance(spec, dict):
+        return
+    extra = [k for k in ("days", "hours", "minutes") if k in spec]
+    if "cadence" in spec and extra:
+        raise doc.error(("deployment", "interval", extra[0]),
+                        f"interval sets both cadence and {', '.join(extra)}: it is one or the other",
+                        hint=f"keep `cadence: {spec['cadence']}` or the duration "
+                             f"({', '.join(extra)}), not both")
+    if extra and not any(spec.get(k) for k in extra):
+        raise doc.error(("deployment", "interval", extra[0]), "the interval must be longer than zero",
+                        hint="e.g. interval: {days: 1} or interval: {cadence: daily}")
+
+
 def check_metrics(doc: Located, problem_type: str) -> None:
     allowed = METRICS[problem_type]
     where = ("training", "evaluation")
@@ -237,6 +253,7 @@ def check(doc: Located, stem: str) -> None:
     problem_type = _get(doc.value, "project", "problem_type")
     check_project(doc, stem)
     check_cadence(doc)
+    check_interval(doc)
     check_target(doc, problem_type)
     check_columns(doc)
     check_framework(doc, problem_type)

@@ -11,12 +11,20 @@ Contract (``resolve(run, manifest) -> RunContext``, called once by ``runtime.inv
    calendar month for ``hourly``/``daily``/``weekly``/``monthly``, and for a cron the previous fire
    time strictly before the logical date (croniter, which Airflow ships), in UTC.
 
+A manual run (Airflow ``run_type`` ``manual``) first has its logical date aligned down to the
+latest cadence fire time at or before it (``align``: ``daily`` -> midnight UTC of that day), so it
+covers the same period, and replaces the same output partition, as the scheduled run of that
+period: two manual runs on one day, or a manual run after that day's scheduled one, leave ONE
+partition. Scheduled and backfill runs already sit on fire times (alignment changes nothing);
+``mbt run --logical-date`` is taken as given.
+
 A run without a logical date keeps no interval. All datetimes are UTC-aware.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,6 +33,10 @@ from airflow_mbt.errors import MBTInputError
 DATE_HINT = "use YYYY-MM-DD or an ISO 8601 time such as 2026-11-26T03:00:00+00:00 (naive times are UTC)"
 NAMED_CADENCES = ("hourly", "daily", "weekly", "monthly")
 _CRON_OF = {"@hourly": "hourly", "@daily": "daily", "@weekly": "weekly", "@monthly": "monthly"}
+_CRON_EXPR = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *",
+              "hourly": "0 * * * *", "daily": "0 0 * * *", "weekly": "0 0 * * 0", "monthly": "0 0 1 * *"}
+MANUAL = "manual"
+log = logging.getLogger("airflow_mbt.runtime.interval")
 
 
 def utc(moment: datetime) -> datetime:
@@ -65,6 +77,16 @@ def period_start(end: datetime, cadence: str) -> datetime:
     return utc(previous)
 
 
+def align(moment: datetime, schedule: str) -> datetime:
+    """The latest fire time of ``schedule`` (named cadence, ``@daily`` or a 5-field cron) at or
+    before ``moment``, in UTC (cron resolution is one minute)."""
+    from croniter import croniter  # shipped with Airflow (untyped; see period_start)
+
+    expr = _CRON_EXPR.get(schedule, " ".join(schedule.split()))
+    previous: datetime = croniter(expr, utc(moment) + timedelta(seconds=1)).get_prev(datetime)
+    return utc(previous)
+
+
 def _override(config: Any) -> tuple[str | None, timedelta | None]:
     spec = ((config or {}).get("deployment") or {}).get("interval") if isinstance(config, dict) else None
     if not spec:
@@ -98,8 +120,14 @@ def resolve(run: Any, manifest: Any) -> Any:
     """``run`` (a ``RunContext``) with its interval filled in for ``manifest``."""
     if run.logical_date is None:
         return run
-    start, end = interval_for(run.logical_date, manifest.schedule, manifest.config,
-                              (run.interval_start, run.interval_end))
-    if (start, end) == (run.interval_start, run.interval_end):
+    logical_date, given = utc(run.logical_date), (run.interval_start, run.interval_end)
+    if run.run_type == MANUAL:
+        aligned = align(logical_date, manifest.schedule)
+        if aligned != logical_date:
+            log.info("mbt: manual run at %s covers the %s period starting %s (its output partition)",
+                     logical_date.isoformat(), manifest.schedule, aligned.isoformat())
+            logical_date, given = aligned, (None, None)  # Airflow's manual interval is start == end anyway
+    start, end = interval_for(logical_date, manifest.schedule, manifest.config, given)
+    if (logical_date, start, end) == (run.logical_date, run.interval_start, run.interval_end):
         return run
-    return dataclasses.replace(run, logical_date=utc(run.logical_date), interval_start=start, interval_end=end)
+    return dataclasses.replace(run, logical_date=logical_date, interval_start=start, interval_end=end)

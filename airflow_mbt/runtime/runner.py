@@ -34,7 +34,7 @@ from airflow_mbt.runtime.run_results import RunResults, StepResult
 log = logging.getLogger("airflow_mbt")
 
 MLFLOW_RUN_ARTIFACT = "mlflow_run"
-__all__ = ["StepFailedError", "run_pipeline", "MLFLOW_RUN_ARTIFACT"]
+__all__ = ["StepFailedError", "run_pipeline", "failed_step_result", "finish", "MLFLOW_RUN_ARTIFACT"]
 
 
 def _mlflow_run_id(manifest: Manifest, runtime: TargetRuntime, run_id: str, done: set[str]) -> str | None:
@@ -46,6 +46,26 @@ def _mlflow_run_id(manifest: Manifest, runtime: TargetRuntime, run_id: str, done
     with tempfile.TemporaryDirectory(prefix="mbt-results-") as tmp:
         value: Any = artifacts.fetch(storage, MLFLOW_RUN_ARTIFACT, entry, Path(tmp)).get("run_id")
         return str(value) if value else None
+
+
+def failed_step_result(step: str, exc: BaseException, seconds: float, run_id: str) -> StepResult:
+    """The ``StepResult`` of a step that raised ``exc`` (``terminated`` after SIGTERM)."""
+    status = StepStatus.TERMINATED if isinstance(exc, StepTerminated) else StepStatus.FAILED
+    error = describe(exc.__cause__ if isinstance(exc, StepFailedError) and exc.__cause__ else exc)
+    error = error.removeprefix(f"step {step!r} failed: ").removeprefix("unexpected ")
+    return StepResult(step, status, seconds=round(seconds, 3), run_id=run_id, error=error)
+
+
+def finish(results: RunResults, failure: BaseException | None, *, complete: bool, started: float) -> None:
+    """Set the final status, end time and duration of ``results``."""
+    if isinstance(failure, StepTerminated):
+        results.status = StepStatus.TERMINATED
+    elif failure is not None or not complete:  # failed, or interrupted (KeyboardInterrupt...)
+        results.status = StepStatus.FAILED
+    else:
+        results.status = StepStatus.SUCCESS
+    results.finished_at = run_results.utc_now_iso()
+    results.seconds = round(time.monotonic() - started, 3)
 
 
 def run_pipeline(manifest: Manifest, runtime: TargetRuntime, *, run_id: str | None = None,
@@ -76,13 +96,11 @@ def run_pipeline(manifest: Manifest, runtime: TargetRuntime, *, run_id: str | No
             try:
                 outcome = invoke(manifest, step.name, run, runtime=runtime)
             except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised below
-                seconds = round(time.monotonic() - t0, 3)
                 failure = exc
-                status = StepStatus.TERMINATED if isinstance(exc, StepTerminated) else StepStatus.FAILED
-                error = describe(exc.__cause__ if isinstance(exc, StepFailedError) and exc.__cause__ else exc)
-                error = error.removeprefix(f"step {step.name!r} failed: ").removeprefix("unexpected ")
-                results.steps.append(StepResult(step.name, status, seconds=seconds, run_id=run_id, error=error))
-                emit({"event": "end", **base, "status": str(status), "seconds": seconds, "error": error})
+                failed = failed_step_result(step.name, exc, time.monotonic() - t0, run_id)
+                results.steps.append(failed)
+                emit({"event": "end", **base, "status": str(failed.status), "seconds": failed.seconds,
+                      "error": failed.error})
                 if not isinstance(exc, Exception):  # interrupted or terminated: stop now
                     break
                 continue
@@ -94,14 +112,7 @@ def run_pipeline(manifest: Manifest, runtime: TargetRuntime, *, run_id: str | No
         except Exception as exc:  # noqa: BLE001 - the results file must still be written
             log.warning("could not read the mlflow_run artifact of run %s: %s", run_id, describe(exc))
     finally:
-        if isinstance(failure, StepTerminated):
-            results.status = StepStatus.TERMINATED
-        elif failure is not None or len(done) < total:  # failed, or interrupted (KeyboardInterrupt...)
-            results.status = StepStatus.FAILED
-        else:
-            results.status = StepStatus.SUCCESS
-        results.finished_at = run_results.utc_now_iso()
-        results.seconds = round(time.monotonic() - started, 3)
+        finish(results, failure, complete=len(done) == total, started=started)
         results.write(path)
         runtime.close()
     if failure is not None:

@@ -1,9 +1,10 @@
 """SIGTERM during a publish's COPY into the real PostgreSQL (``mbt step execute --step publish`` in
 a subprocess): the step stops within 10 s with exit 143, commits no row of that serving run,
-leaves no ``mbt-*`` temp folder; a rerun then publishes exactly the run's rows."""
+writes ``run_results.json`` with status ``terminated``, leaves no ``mbt-*`` temp folder; a rerun then publishes exactly the run's rows."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,9 +84,13 @@ def test_sigterm_mid_copy_exits_143_commits_nothing_and_a_rerun_publishes_all(tm
     assert "terminated by signal 15" in err and "Traceback" not in err
     assert _rows(pg_warehouse, table) == 0
     assert not [p.name for p in temp.iterdir() if p.name.startswith("mbt-")]
+    results = json.loads((project / "target" / manifest.name / "run_results.json").read_text())
+    assert (results["status"], results["steps"][0]["name"], results["steps"][0]["status"]) == \
+        ("terminated", "publish", "terminated")
 
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=project, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert _rows(pg_warehouse, table) == ROWS
+    assert json.loads((project / "target" / manifest.name / "run_results.json").read_text())["status"] == "success"
     assert not [p.name for p in temp.iterdir() if p.name.startswith("mbt-")]

@@ -103,6 +103,17 @@ def test_step_execute_runs_one_step(project):
                "--run-id", "run_20260101_000000_cd34", cwd=project, check_rc=0)
     assert "Step 'load_data'" in proc.stdout and "raw_data:" in proc.stdout
     assert (project / "local_artifacts" / TRAIN / "run_20260101_000000_cd34" / "load_data").is_dir()
+    results = json.loads((project / "target" / TRAIN / "run_results.json").read_text())
+    assert (results["status"], results["run_id"], [s["name"] for s in results["steps"]]) == \
+        ("success", "run_20260101_000000_cd34", ["load_data"])
+    assert results["steps"][0]["outputs"]["raw_data"] and results["run"]["interval_end"]
+    # a failing step still leaves its run_results.json, with the reason
+    proc = mbt("step", "execute", "--pipeline", TRAIN, "--step", "split_data", "--target", "dev",
+               "--run-id", "run_20260101_000000_ef56", cwd=project)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    results = json.loads((project / "target" / TRAIN / "run_results.json").read_text())
+    assert (results["status"], results["run_id"]) == ("failed", "run_20260101_000000_ef56")
+    assert results["steps"][0]["status"] == "failed" and "raw_data" in results["steps"][0]["error"]
 
 
 def test_deploy_dry_run_and_publish(project, tmp_path):

@@ -172,3 +172,24 @@ def test_dev_target_reruns_replace_one_partition_per_logical_date(project):
                         f"read_csv('{project / 'sample_data' / 'customers_daily.csv'}') d USING (customer_id) "
                         "WHERE CAST(p.execution_date AS DATE) = d.snapshot_date").fetchall()[0][0]
     assert scored == 100  # every row is a row of its own day
+
+
+@pytest.mark.parametrize("interval, expected", [
+    ("{cadence: daily, days: 2}", "interval sets both cadence and days"),
+    ("{days: 0, hours: 0}", "must be longer than zero"),
+])
+def test_validate_rejects_an_ambiguous_or_empty_interval(project, capsys, interval, expected):
+    err = _validate_error(project, capsys, SERVE,
+                          lambda t: t.replace("  cadence: daily\n", f"  cadence: daily\n  interval: {interval}\n", 1))
+    lines = (project / "pipelines" / f"{SERVE}.yaml").read_text().splitlines()
+    [row] = [i for i, line in enumerate(lines, 1) if "interval:" in line]
+    assert expected in err and f"{SERVE}.yaml:{row}:" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3
+
+
+def test_validate_accepts_a_cadence_or_a_duration_interval(project, capsys):
+    path = project / "pipelines" / f"{SERVE}.yaml"
+    text = path.read_text()
+    for interval in ("{cadence: weekly}", "{days: 2, hours: 6}"):
+        path.write_text(text.replace("  cadence: daily\n", f"  cadence: daily\n  interval: {interval}\n", 1))
+        assert main(["validate", SERVE, "--vars", "model_run_id=abc"]) == 0, capsys.readouterr().err

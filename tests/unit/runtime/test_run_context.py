@@ -15,7 +15,7 @@ from airflow_mbt.cli.main import main
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.artifact_registry import registry_key
 from airflow_mbt.runtime.context import RunContext, TargetRuntime
-from airflow_mbt.runtime.interval import interval_for, parse_datetime, resolve
+from airflow_mbt.runtime.interval import align, interval_for, parse_datetime, resolve
 from airflow_mbt.runtime.run_id import run_id_from_airflow
 from airflow_mbt.runtime.runner import run_pipeline
 
@@ -59,6 +59,33 @@ def test_resolve_fills_the_run_context_and_keeps_a_run_without_a_date():
     assert run.template_values()["interval_start"] == utc(2026, 11, 25)
     bare = RunContext(run_id="r")
     assert resolve(bare, manifest) is bare
+
+
+@pytest.mark.parametrize("schedule, moment, aligned", [
+    ("@daily", utc(2026, 11, 26, 10, 32, 12), utc(2026, 11, 26)),
+    ("@daily", utc(2026, 11, 26), utc(2026, 11, 26)),  # a fire time stays
+    ("@hourly", utc(2026, 11, 26, 10, 59, 59), utc(2026, 11, 26, 10)),
+    ("@monthly", utc(2026, 11, 26, 8), utc(2026, 11, 1)),
+    ("0 3 * * *", utc(2026, 11, 26, 2, 59), utc(2026, 11, 25, 3)),
+    ("0 3 * * *", utc(2026, 11, 26, 3, 0, 0, 500000), utc(2026, 11, 26, 3)),
+])
+def test_align_gives_the_latest_fire_time_at_or_before(schedule, moment, aligned):
+    assert align(moment, schedule) == aligned
+
+
+def test_a_manual_run_covers_the_period_of_its_day_and_others_are_taken_as_given():
+    manifest = make_manifest()  # @daily
+    noon = utc(2026, 11, 26, 12, 5)
+    manual = resolve(RunContext(run_id="r", logical_date=noon, interval_start=noon, interval_end=noon,
+                                run_type="manual"), manifest)
+    assert (manual.logical_date, manual.ds) == (utc(2026, 11, 26), "2026-11-26")
+    assert (manual.interval_start, manual.interval_end) == (utc(2026, 11, 25), utc(2026, 11, 26))
+    # the scheduled run of that day gets the same logical date, hence the same output partition
+    scheduled = resolve(RunContext(run_id="s", logical_date=utc(2026, 11, 26), run_type="scheduled"), manifest)
+    assert scheduled.logical_date == manual.logical_date
+    # `mbt run --logical-date` (no run type) and backfills are not moved
+    assert resolve(RunContext(run_id="l", logical_date=noon), manifest).logical_date == noon
+    assert resolve(RunContext(run_id="b", logical_date=noon, run_type="backfill"), manifest).logical_date == noon
 
 
 @pytest.mark.parametrize("text, expected", [("2026-11-26", utc(2026, 11, 26)),
