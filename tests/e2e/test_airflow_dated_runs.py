@@ -5,8 +5,10 @@ With T = today (UTC): the warehouse holds 8 days T-8 .. T-1. A REST API backfill
 T-8 .. T-2, then unpausing (Airflow schedules the latest interval, T-1), gives exactly 8
 partitions of ``churn_predictions`` for the pipeline, each with its own ``execution_date`` and
 exactly that day's rows. Clearing the DAG run of T-5 replaces that partition (new row versions,
-same rows, one partition); a manual trigger for an existing logical date is refused by Airflow 3
-(one DAG run per logical date) and leaves the output as it was.
+same rows, one partition). A manual trigger at noon of T-3, a day that has a partition, replaces
+that day's partition (mbt aligns a manual run to its cadence period), and a manual trigger for
+exactly an existing logical date is refused by Airflow 3 (one DAG run per logical date) and
+leaves the output as it was.
 
 Uses the model the spec workflow chose (``spec_workflow`` fixture) and its project for CI.
 """
@@ -123,8 +125,18 @@ def test_backfill_clear_and_manual_trigger_keep_one_partition_per_logical_date(s
     assert after[days[3]][:3] == (PER_DAY, PER_DAY, PER_DAY) and after[days[3]][3] > parts[days[3]][3]
     assert {d: p for d, p in after.items() if d != days[3]} == {d: p for d, p in parts.items() if d != days[3]}
 
-    # a manual trigger for an existing logical date: Airflow 3 keeps one DAG run per logical date
+    # a manual trigger inside a day that has a partition (noon of T-3): that partition replaced
+    manual = airflow._raw("POST", f"/api/v2/dags/{NAME}/dagRuns",
+                          {"logical_date": f"{days[5]}T12:00:00Z", "conf": {}})
+    finished = airflow.wait_for_run(NAME, manual["dag_run_id"], timeout=DAG_RUN_TIMEOUT)
+    assert finished["state"] == "success", airflow.describe_tasks(NAME, manual["dag_run_id"])
+    final = _partitions(stack_env)
+    assert sorted(final) == days, final
+    assert final[days[5]][:3] == (PER_DAY, PER_DAY, PER_DAY) and final[days[5]][3] > after[days[5]][3]
+    assert {d: p for d, p in final.items() if d != days[5]} == {d: p for d, p in after.items() if d != days[5]}
+
+    # exactly an existing logical date: Airflow 3 keeps one DAG run per logical date
     with pytest.raises(AirflowAPIError, match="409|already exists"):
         airflow._raw("POST", f"/api/v2/dags/{NAME}/dagRuns",
                      {"logical_date": f"{days[5]}T00:00:00Z", "conf": {}})
-    assert _partitions(stack_env) == after
+    assert _partitions(stack_env) == final
