@@ -20,6 +20,10 @@ def cmd_init(args) -> int:
     return 0
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _each(names, action, explicit: bool = True) -> int:
     """Run ``action(name)`` for every pipeline; report input errors and go on; exit 2 if any failed.
 
@@ -74,6 +78,8 @@ def cmd_validate(args) -> int:
 
     def one(name):
         pipeline = validate_pipeline(project, name, variables, dialect=dialect)
+        for warning in pipeline.warnings:
+            _warn(warning)
         if data_dir is not None:
             check_data_columns(pipeline, data_dir)
         print(f"Pipeline '{name}' is valid.")
@@ -119,8 +125,8 @@ def compile_one(project, name: str, target, variables: dict):
     from airflow_mbt.pipeline.compiler import compile_pipeline
     from airflow_mbt.project.profiles import require_secrets
 
-    manifest = compile_pipeline(project, name, target, variables)
-    framework = manifest.data["config"]["training"]["model_training"]["framework"]
+    manifest = compile_pipeline(project, name, target, variables, warn=_warn)
+    framework = manifest.data["config"]["training"]["model_training"].get("framework")
     require_secrets(target, skip=("manifests",) + (() if framework == "h2o_automl" else ("h2o",)))
     write_manifest(project, name, manifest)
     return manifest
