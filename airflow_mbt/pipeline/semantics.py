@@ -28,7 +28,8 @@ SKLEARN_MODELS = {
         "RandomForestClassifier", "ExtraTreesClassifier", "GradientBoostingClassifier",
         "HistGradientBoostingClassifier", "AdaBoostClassifier", "LogisticRegression", "SGDClassifier",
         "RidgeClassifier", "DecisionTreeClassifier", "KNeighborsClassifier", "SVC", "LinearSVC",
-        "GaussianNB", "MLPClassifier", "BaggingClassifier"),
+        "GaussianNB", "MLPClassifier", "BaggingClassifier", "CalibratedClassifierCV", "OneVsRestClassifier",
+        "OneVsOneClassifier"),
     "regression": (
         "RandomForestRegressor", "ExtraTreesRegressor", "GradientBoostingRegressor",
         "HistGradientBoostingRegressor", "AdaBoostRegressor", "LinearRegression", "Ridge", "Lasso",
