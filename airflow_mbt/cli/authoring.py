@@ -82,9 +82,27 @@ def cmd_validate(args) -> int:
             _warn(warning)
         if data_dir is not None:
             check_data_columns(pipeline, data_dir)
+        for note in _data_notes(pipeline, project, target, data_dir):
+            print(f"note: {note}", file=sys.stderr)
         print(f"Pipeline '{name}' is valid.")
 
     return _each(names, one, explicit=bool(args.names))
+
+
+def _data_notes(pipeline, project, target, data_dir) -> list[str]:
+    """Label values of the sample data, and whether a serving model's run exists (``data_check``)."""
+    from airflow_mbt.pipeline import data_check
+
+    if pipeline.kind == "serving":
+        return data_check.check_model_run(pipeline, target.section, project.root) if target is not None else []
+    table = (pipeline.config["training"].get("data_source") or {}).get("label_table")
+    if data_dir is None or not table:
+        return []
+    stem = table.rsplit(".", 1)[-1]
+    csv_path = data_dir / f"{stem}.csv"
+    if (data_dir / f"{stem}.parquet").exists() or not csv_path.is_file():
+        return []
+    return data_check.check_labels(pipeline, csv_path)
 
 
 _INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
