@@ -13,7 +13,7 @@ from airflow_mbt.errors import MBTInputError
 def cmd_init(args) -> int:
     from airflow_mbt.scaffold.project_init import init_project
 
-    dest = init_project(args.name, args.dir)
+    dest = init_project(args.name, args.dir, getattr(args, "framework", "h2o"))
     print(f"Created project {args.name!r} in {dest}")
     print(f"Next:\n  cd {dest}\n  mbt validate training_churn_model_v1\n"
           "  mbt run --select training_churn_model_v1 --target dev")

@@ -59,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _sub(subs, "init", "create a new project folder that runs as is",
-             "  mbt init demo-project\n  mbt init demo-project --dir ~/work", common)
+             "  mbt init demo-project\n  mbt init demo-project --dir ~/work\n"
+             "  mbt init demo-project --framework sklearn", common)
     p.add_argument("name", metavar="NAME", help="folder (and profile) name")
     p.add_argument("--dir", metavar="PARENT", default=".", help="create the folder under PARENT (default: .)")
+    p.add_argument("--framework", choices=("h2o", "sklearn"), default="h2o",
+                   help="example pipelines trained with H2O AutoML (default) or scikit-learn")
 
     p = _sub(subs, "validate", "check pipelines (YAML, schema, metrics, sample data columns)",
              "  mbt validate\n  mbt validate training_churn_model_v1 --vars max_runtime_secs=60", common)

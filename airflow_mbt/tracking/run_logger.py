@@ -62,7 +62,8 @@ def run_params(config: dict, meta: dict, preprocessor: dict, metrics: dict) -> d
               "features.count": str(len(preprocessor.get("output_columns") or [])),
               **as_params(preprocessor.get("columns") or [])}
     for name, count in (meta.get("rows_removed") or {}).items():
-        params[f"rows.removed.{name}"] = str(count)
+        # MLflow param names allow no brackets: training.filters[0] -> training.filters.0
+        params["rows.removed." + name.replace("[", ".").replace("]", "")] = str(count)
     for part, balance in (("train", meta.get("class_balance")), ("test", metrics.get("class_balance"))):
         for cls, share in (balance or {}).items():
             params[f"class_balance.{part}.{cls}"] = f"{share:.6g}"
