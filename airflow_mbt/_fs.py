@@ -90,14 +90,32 @@ def is_internal(name: str) -> bool:
 @contextlib.contextmanager
 def locked(target: Path) -> Iterator[None]:
     """Exclusive ``flock`` on ``<target>.mbt-lock``; excludes other processes and other threads
-    (each call opens its own file description)."""
+    (each call opens its own file description). The lock file is removed on release, so no
+    ``.mbt-lock`` is left behind: a waiter that then gets the lock of the removed file sees that
+    the path no longer names its file and locks the path again."""
     lock_path = target.with_name(target.name + LOCK_SUFFIX)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = os.stat(lock_path)
+        except FileNotFoundError:
+            os.close(fd)  # removed by the previous holder while we waited
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if (current.st_dev, current.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+            break
+        os.close(fd)  # the path was removed and re-created: lock the new file
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        try:
+            os.unlink(lock_path)  # while holding the lock: see the docstring
+        except FileNotFoundError:
+            pass
         os.close(fd)  # closing releases the lock
 
 

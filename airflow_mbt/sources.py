@@ -133,6 +133,11 @@ def bind(config: Mapping[str, Any], section: str, run: Any = None) -> SourceQuer
         field=f"{base}.query" if query else f"{base}.{key}")
 
 
+def bind_expression(text: str, run: Any, field: str) -> tuple[Segment, ...]:
+    """A SQL expression of the pipeline (e.g. a row filter) with run parameters bound to ``run``."""
+    return _bind(text, _run_values(run), field)
+
+
 def duckdb_sql(segments: tuple[Segment, ...]) -> tuple[str, list[Any]]:
     """Segments as DuckDB SQL with ``?`` placeholders and the parameter list."""
     text, params = [], []

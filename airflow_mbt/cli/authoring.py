@@ -13,11 +13,15 @@ from airflow_mbt.errors import MBTInputError
 def cmd_init(args) -> int:
     from airflow_mbt.scaffold.project_init import init_project
 
-    dest = init_project(args.name, args.dir)
+    dest = init_project(args.name, args.dir, getattr(args, "framework", "h2o"))
     print(f"Created project {args.name!r} in {dest}")
     print(f"Next:\n  cd {dest}\n  mbt validate training_churn_model_v1\n"
           "  mbt run --select training_churn_model_v1 --target dev")
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _each(names, action, explicit: bool = True) -> int:
@@ -74,11 +78,31 @@ def cmd_validate(args) -> int:
 
     def one(name):
         pipeline = validate_pipeline(project, name, variables, dialect=dialect)
+        for warning in pipeline.warnings:
+            _warn(warning)
         if data_dir is not None:
             check_data_columns(pipeline, data_dir)
+        for note in _data_notes(pipeline, project, target, data_dir):
+            print(f"note: {note}", file=sys.stderr)
         print(f"Pipeline '{name}' is valid.")
 
     return _each(names, one, explicit=bool(args.names))
+
+
+def _data_notes(pipeline, project, target, data_dir) -> list[str]:
+    """Label values of the sample data, and whether a serving model's run exists (``data_check``)."""
+    from airflow_mbt.pipeline import data_check
+
+    if pipeline.kind == "serving":
+        return data_check.check_model_run(pipeline, target.section, project.root) if target is not None else []
+    table = (pipeline.config["training"].get("data_source") or {}).get("label_table")
+    if data_dir is None or not table:
+        return []
+    stem = table.rsplit(".", 1)[-1]
+    csv_path = data_dir / f"{stem}.csv"
+    if (data_dir / f"{stem}.parquet").exists() or not csv_path.is_file():
+        return []
+    return data_check.check_labels(pipeline, csv_path)
 
 
 _INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
@@ -119,8 +143,8 @@ def compile_one(project, name: str, target, variables: dict):
     from airflow_mbt.pipeline.compiler import compile_pipeline
     from airflow_mbt.project.profiles import require_secrets
 
-    manifest = compile_pipeline(project, name, target, variables)
-    framework = manifest.data["config"]["training"]["model_training"]["framework"]
+    manifest = compile_pipeline(project, name, target, variables, warn=_warn)
+    framework = manifest.data["config"]["training"]["model_training"].get("framework")
     require_secrets(target, skip=("manifests",) + (() if framework == "h2o_automl" else ("h2o",)))
     write_manifest(project, name, manifest)
     return manifest

@@ -21,6 +21,7 @@ COMMANDS = {
     "run": ("airflow_mbt.cli.execution", "cmd_run"),
     "step": ("airflow_mbt.cli.execution", "cmd_step_execute"),
     "deploy": ("airflow_mbt.cli.deploy", "cmd_deploy"),
+    "clean": ("airflow_mbt.cli.clean", "cmd_clean"),
 }
 
 
@@ -34,6 +35,20 @@ def _setup_logging(verbose: bool) -> None:
     install_log_filter()
     if verbose:  # H2O's own banners, warnings and progress bars (airflow_mbt/plugins/frameworks/h2o_output.py)
         logging.getLogger("airflow_mbt.h2o").setLevel(logging.DEBUG)
+    else:
+        quiet_mlflow()
+
+
+def quiet_mlflow() -> None:
+    """MLflow's own log lines (database setup, CloudPickle and signature notes, pip version) and
+    Python warnings raised from MLflow and its stores: hidden unless ``-v``. MLflow configures its
+    loggers when imported (later, lazily), from ``MLFLOW_LOGGING_LEVEL``; an explicit setting wins."""
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    for module in (r"mlflow(\..*)?", r"sqlalchemy(\..*)?", r"alembic(\..*)?"):
+        warnings.filterwarnings("ignore", module=module)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _sub(subs, "init", "create a new project folder that runs as is",
-             "  mbt init demo-project\n  mbt init demo-project --dir ~/work", common)
+             "  mbt init demo-project\n  mbt init demo-project --dir ~/work\n"
+             "  mbt init demo-project --framework sklearn", common)
     p.add_argument("name", metavar="NAME", help="folder (and profile) name")
     p.add_argument("--dir", metavar="PARENT", default=".", help="create the folder under PARENT (default: .)")
+    p.add_argument("--framework", choices=("h2o", "sklearn"), default="h2o",
+                   help="example pipelines trained with H2O AutoML (default) or scikit-learn")
 
     p = _sub(subs, "validate", "check pipelines (YAML, schema, metrics, sample data columns)",
              "  mbt validate\n  mbt validate training_churn_model_v1 --vars max_runtime_secs=60", common)
@@ -120,4 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conn-id", metavar="CONN", help="connection for the destination (default: manifests.conn_id)")
     p.add_argument("--force", action="store_true", help="overwrite a deployed pipeline whose content changed")
     p.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+
+    p = _sub(subs, "clean", "prune old local runs (local_artifacts/) and stale target/ folders",
+             "  mbt clean --dry-run\n  mbt clean --keep 3\n  mbt clean --keep 0   # every local run", common)
+    p.add_argument("--keep", type=int, default=5, metavar="N",
+                   help="keep the N newest runs of each pipeline in local_artifacts/ (default: 5)")
+    p.add_argument("--target", "-t", metavar="T", help="whose local storage to prune (default: the default target)")
+    p.add_argument("--profile", metavar="P", help="profile holding T")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     return parser

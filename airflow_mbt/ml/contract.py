@@ -74,7 +74,9 @@ def check(df: "pd.DataFrame", pre: dict, *, source: str = "scoring data", requir
     if found:
         hints = []
         if any(p.startswith("unexpected") for p in found):
-            hints.append("drop the extra columns or list them in training.schema.ignored_columns")
+            hints.append("the model was trained without the unexpected columns: select only the model's columns "
+                         "with serving.data_source.query (SELECT ... FROM the table), or list them in "
+                         "training.schema.ignored_columns of the training pipeline and retrain")
         if any(p.startswith("missing") for p in found):
             hints.append("the table must provide every column the model was trained on")
         raise DataContractError(f"{source} does not match the training contract: " + "; ".join(found),

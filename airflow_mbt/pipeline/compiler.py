@@ -5,7 +5,7 @@ Output is deterministic: no timestamps, no absolute paths, canonical JSON.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from airflow_mbt.constants import parse_criterion
 from airflow_mbt.manifest import Manifest, dotted_path
@@ -55,11 +55,11 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
         "pipeline": {
             "name": pipeline.name,
             "kind": pipeline.kind,
-            "problem_type": project["problem_type"],
+            "problem_type": project.get("problem_type"),
             "owner": project.get("owner"),
             "experiment_name": project["experiment_name"],
             "tags": list(project.get("tags") or []),
-            "framework": cfg["training"]["model_training"]["framework"],
+            "framework": cfg["training"]["model_training"].get("framework"),
             "source_file": pipeline.source_file,
             "source_yaml": pipeline.doc.text,
         },
@@ -74,7 +74,12 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
 
 
 def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
-                     vars: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Manifest:
+                     vars: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                     warn: Callable[[str], None] | None = None) -> Manifest:
+    """``warn`` receives the pipeline's validation warnings (e.g. a serving file's ``training:``)."""
     from airflow_mbt.pipeline.sql_check import dialect_of
 
-    return build_manifest(validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section)), target)
+    pipeline = validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section))
+    for warning in pipeline.warnings if warn is not None else ():
+        warn(warning)
+    return build_manifest(pipeline, target)

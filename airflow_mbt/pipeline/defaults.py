@@ -37,8 +37,10 @@ def with_defaults(config: dict) -> dict:
     project = out["project"]
     project.setdefault("experiment_name", project["name"])
     evaluation = out["training"]["evaluation"]
-    evaluation.setdefault("primary_metric", DEFAULT_PRIMARY[project["problem_type"]])
-    out["training"]["split"].setdefault("stratify", project["problem_type"] != "regression")
+    problem_type = project.get("problem_type")  # a serving pipeline may leave it to the model
+    if problem_type is not None:
+        evaluation.setdefault("primary_metric", DEFAULT_PRIMARY[problem_type])
+        out["training"]["split"].setdefault("stratify", problem_type != "regression")
     if "serving" in out:
         out["serving"] = deep_merge(copy.deepcopy(SERVING_DEFAULTS), out["serving"])
         output = out["serving"]["output"]

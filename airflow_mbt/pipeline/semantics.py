@@ -28,7 +28,8 @@ SKLEARN_MODELS = {
         "RandomForestClassifier", "ExtraTreesClassifier", "GradientBoostingClassifier",
         "HistGradientBoostingClassifier", "AdaBoostClassifier", "LogisticRegression", "SGDClassifier",
         "RidgeClassifier", "DecisionTreeClassifier", "KNeighborsClassifier", "SVC", "LinearSVC",
-        "GaussianNB", "MLPClassifier", "BaggingClassifier"),
+        "GaussianNB", "MLPClassifier", "BaggingClassifier", "CalibratedClassifierCV", "OneVsRestClassifier",
+        "OneVsOneClassifier"),
     "regression": (
         "RandomForestRegressor", "ExtraTreesRegressor", "GradientBoostingRegressor",
         "HistGradientBoostingRegressor", "AdaBoostRegressor", "LinearRegression", "Ridge", "Lasso",
@@ -204,7 +205,7 @@ def check_columns(doc: Located) -> None:
     schema = _get(doc.value, "training", "schema") or {}
     label = _get(schema, "target", "label_column")
     key = _get(schema, "identifiers", "primary_key")
-    if label == key:
+    if label is not None and label == key:
         raise doc.error(("training", "schema", "identifiers", "primary_key"),
                         "primary_key and label_column must be different columns",
                         hint="the primary key identifies a row; the label is what the model predicts")
@@ -213,9 +214,10 @@ def check_columns(doc: Located) -> None:
             raise doc.error(("training", "schema", "ignored_columns", i),
                             f"{column!r} cannot be ignored: it is the {'label' if column == label else 'primary key'}",
                             hint="remove it from ignored_columns")
-    for i, ref in enumerate(_get(doc.value, "training", "preprocessing", "custom_transforms") or []):
+    for key, i, ref in [(k, i, r) for k in ("row_filters", "custom_transforms")
+                        for i, r in enumerate(_get(doc.value, "training", "preprocessing", k) or [])]:
         if not isinstance(ref, str) or not TRANSFORM.match(ref):
-            raise doc.error(("training", "preprocessing", "custom_transforms", i),
+            raise doc.error(("training", "preprocessing", key, i),
                             f"invalid custom transform {ref!r}",
                             hint="write module:function, e.g. lib.features:add_ratio (lib/ is on sys.path)")
 
@@ -248,14 +250,25 @@ def check_kind(doc: Located, kind: str) -> None:
                             hint=suggest(step, names) or f"steps: {', '.join(names)}")
 
 
-def check(doc: Located, stem: str) -> None:
-    """All semantic checks, in source order of the sections they look at."""
+def check(doc: Located, stem: str) -> list[str]:
+    """All semantic checks, in source order of the sections they look at; returns warnings.
+
+    A serving pipeline needs no ``training:`` block nor ``problem_type`` (``serving_check``): the
+    checks of what it does restate run only on what is there."""
+    from airflow_mbt.pipeline import serving_check
+
     problem_type = _get(doc.value, "project", "problem_type")
+    kind = kind_of(doc.value)
     check_project(doc, stem)
     check_cadence(doc)
     check_interval(doc)
-    check_target(doc, problem_type)
+    warnings = serving_check.check(doc) if kind == "serving" else []
+    if problem_type is not None:
+        check_target(doc, problem_type)
     check_columns(doc)
-    check_framework(doc, problem_type)
-    check_metrics(doc, problem_type)
-    check_kind(doc, kind_of(doc.value))
+    if kind == "training" or _get(doc.value, "training", "model_training", "framework") is not None:
+        check_framework(doc, problem_type)
+    if problem_type is not None:
+        check_metrics(doc, problem_type)
+    check_kind(doc, kind)
+    return warnings

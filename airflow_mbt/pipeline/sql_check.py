@@ -65,8 +65,6 @@ def check_sql(doc: Located, section: str, dialect: str) -> None:
     source = ((doc.value or {}).get(section) or {}).get("data_source")
     if not isinstance(source, dict):
         return
-    from sqlglot import exp
-
     base = (section, "data_source")
     key = TABLE_KEYS[section]
     if source.get(key) and source.get("query"):
@@ -77,35 +75,52 @@ def check_sql(doc: Located, section: str, dialect: str) -> None:
                         hint=f"e.g. {key}: customers, or query: SELECT ... FROM ...")
     for field in ("query", "where"):
         text = source.get(field)
-        if not isinstance(text, str):
-            continue
-        path = base + (field,)
-        for m in PARAM_TEMPLATE.finditer(text):
-            if m.group(1) not in RUN_PARAMETERS:
-                raise _error(doc, path, text, f"unknown parameter {{{{ {m.group(1)} }}}}",
-                             f"run parameters: {', '.join(RUN_PARAMETERS)}", 1, m.start() + 1)
-        stripped = PARAM_TEMPLATE.sub("", text)
-        if "{{" in stripped or "}}" in stripped:
-            raise doc.error(path, "malformed {{ ... }} in SQL", hint="write parameters as {{ ds }}")
-        statements = _parse(doc, path, text, dialect)
-        if len(statements) != 1:
-            raise doc.error(path, f"expected one {'SELECT' if field == 'query' else 'expression'}, "
-                                  f"got {len(statements)} statements", hint="remove the ';' and the other statements")
-        [tree] = statements
-        if field == "query":
-            if not isinstance(tree, exp.Query):
-                raise doc.error(path, f"query must be a SELECT, not {tree.key.upper()}",
-                                hint="write SELECT ... FROM ... (joins, WITH and UNION are fine)")
-        elif (isinstance(tree, (exp.Query, exp.Command, exp.DDL, exp.DML, exp.Alias))
-              or not isinstance(tree, exp.Condition)):
-            raise doc.error(path, "where must be a boolean expression, not a statement",
-                            hint='e.g. where: "snapshot_date = {{ ds }}"')
-        bad = next((n for n in tree.walk() if isinstance(n, (exp.DDL, exp.DML, exp.Command, exp.Into))), None)
-        if bad is not None:
-            raise doc.error(path, f"{bad.key.upper()} is not allowed in a data source", hint="only read: SELECT")
+        if isinstance(text, str):
+            check_text(doc, base + (field,), text, dialect, query=field == "query")
+
+
+def check_filters(doc: Located, section: str) -> None:
+    """``<section>.filters``: each one boolean expression. They run in DuckDB over the loaded
+    rows (``ml/row_filters``), so they are parsed as DuckDB SQL whatever the target."""
+    for i, text in enumerate(((doc.value or {}).get(section) or {}).get("filters") or []):
+        if isinstance(text, str):
+            check_text(doc, (section, "filters", i), text, "duckdb", query=False,
+                       example='e.g. "label IS NOT NULL" or "amount < 10000"')
+
+
+def check_text(doc: Located, path: tuple, text: str, dialect: str, *, query: bool,
+               example: str = 'e.g. where: "snapshot_date = {{ ds }}"') -> None:
+    """One SELECT (``query``) or one boolean expression, run parameters only as ``{{ name }}``."""
+    from sqlglot import exp
+
+    for m in PARAM_TEMPLATE.finditer(text):
+        if m.group(1) not in RUN_PARAMETERS:
+            raise _error(doc, path, text, f"unknown parameter {{{{ {m.group(1)} }}}}",
+                         f"run parameters: {', '.join(RUN_PARAMETERS)}", 1, m.start() + 1)
+    stripped = PARAM_TEMPLATE.sub("", text)
+    if "{{" in stripped or "}}" in stripped:
+        raise doc.error(path, "malformed {{ ... }} in SQL", hint="write parameters as {{ ds }}")
+    statements = _parse(doc, path, text, dialect)
+    if len(statements) != 1:
+        raise doc.error(path, f"expected one {'SELECT' if query else 'expression'}, "
+                              f"got {len(statements)} statements", hint="remove the ';' and the other statements")
+    [tree] = statements
+    if query:
+        if not isinstance(tree, exp.Query):
+            raise doc.error(path, f"query must be a SELECT, not {tree.key.upper()}",
+                            hint="write SELECT ... FROM ... (joins, WITH and UNION are fine)")
+    elif (isinstance(tree, (exp.Query, exp.Command, exp.DDL, exp.DML, exp.Alias))
+          or not isinstance(tree, exp.Condition)):
+        raise doc.error(path, f"{path[-1] if isinstance(path[-1], str) else 'a filter'} must be a boolean "
+                              "expression, not a statement", hint=example)
+    bad = next((n for n in tree.walk() if isinstance(n, (exp.DDL, exp.DML, exp.Command, exp.Into))), None)
+    if bad is not None:
+        raise doc.error(path, f"{bad.key.upper()} is not allowed in a data source", hint="only read: SELECT")
 
 
 def check_data_sources(doc: Located, dialect: str = DEFAULT_DIALECT) -> None:
-    """Check ``training.data_source`` and ``serving.data_source`` of a rendered pipeline."""
+    """Check ``training.data_source`` and ``serving.data_source`` of a rendered pipeline, and
+    their ``filters``."""
     for section in ("training", "serving"):
         check_sql(doc, section, dialect)
+        check_filters(doc, section)

@@ -7,7 +7,7 @@ only) to catch a label or key column that the data does not have.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,6 +29,7 @@ class ValidatedPipeline:
     doc: Located          # rendered document with source positions
     config: dict          # with defaults filled
     source_file: str      # relative to the project dir, e.g. pipelines/x.yaml
+    warnings: list[str] = field(default_factory=list)   # shown by validate/compile, never fatal
 
     @property
     def kind(self) -> str:
@@ -46,12 +47,12 @@ def validate_pipeline(project: Project, name: str, vars: Mapping[str, Any] | Non
                             hint="validate, compile or run the pipelines that use it as base_pipeline")
     doc = load_pipeline(project, name, vars, env)
     validate(doc, SCHEMA_PATH, what="pipeline")
-    semantics.check(doc, name)
+    warnings = semantics.check(doc, name)
     output = ("serving", "output", "path")
     check_pipeline_path(semantics._get(doc.value, *output), output, project.root, doc.error)
     sql_check.check_data_sources(doc, dialect or sql_check.DEFAULT_DIALECT)
     return ValidatedPipeline(name=name, doc=doc, config=with_defaults(doc.value),
-                             source_file=project.relative(project.pipeline_path(name)))
+                             source_file=project.relative(project.pipeline_path(name)), warnings=warnings)
 
 
 def _csv_header(path: Path) -> list[str] | None:
@@ -76,7 +77,7 @@ def check_data_columns(pipeline: ValidatedPipeline, data_dir: Path) -> None:
         checks.append((label_table, ("training", "schema", "identifiers", "primary_key"),
                        schema["identifiers"]["primary_key"]))
     scoring_table = (cfg.get("serving") or {}).get("data_source", {}).get("scoring_table")
-    if pipeline.kind == "serving" and scoring_table:
+    if pipeline.kind == "serving" and scoring_table and schema.get("identifiers", {}).get("primary_key"):
         checks.append((scoring_table,
                        ("training", "schema", "identifiers", "primary_key"), schema["identifiers"]["primary_key"]))
     for table, path, column in checks:

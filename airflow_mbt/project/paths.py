@@ -48,6 +48,7 @@ def _target_fields(out: dict) -> Iterator[tuple[tuple, bool]]:
         yield ("storage", "config", "base_path"), False
     if isinstance(connector, dict) and connector.get("type") == "local_file":
         yield ("data_connector", "config", "data_path"), False
+        yield ("data_connector", "config", "output_path"), False
         tables = (connector.get("config") or {}).get("tables")
         if isinstance(tables, dict):
             for name in tables:

@@ -7,7 +7,8 @@ resolved at run time. A value that is exactly one template keeps the rendered ty
 parses as a YAML scalar (``"{{ var('secs', 300) }}"`` -> ``300``).
 
 The run parameters ``{{ ds }}``, ``{{ logical_date }}``, ``{{ interval_start }}`` and
-``{{ interval_end }}`` (``airflow_mbt.sources``) are left verbatim under a ``data_source`` section:
+``{{ interval_end }}`` (``airflow_mbt.sources``) are left verbatim under a ``data_source`` section
+and in ``training.filters`` / ``serving.filters``:
 they are bound at RUN time, so the manifest (and its hash) is the same for every run. Elsewhere,
 and for any other bare name, they are an error naming the allowed places.
 """
@@ -161,8 +162,10 @@ class Renderer:
         if name in RUN_PARAMETERS:
             if allowed:
                 return True
-            raise TemplateError(f"{{{{ {name} }}}} is a run parameter, only bound in data_source query/where",
-                                hint="use it in training.data_source or serving.data_source (query: / where:)")
+            raise TemplateError(f"{{{{ {name} }}}} is a run parameter, only bound in data_source query/where "
+                                "and in filters",
+                                hint="use it in training.data_source or serving.data_source (query: / where:) "
+                                     "or in training.filters / serving.filters")
         close = difflib.get_close_matches(name, RUN_PARAMETERS, n=1)
         raise TemplateError(f"unknown template parameter {{{{ {name} }}}}",
                             hint=f"did you mean {{{{ {close[0]} }}}}?" if close else
@@ -199,7 +202,8 @@ class Renderer:
             return [self.render(v, error_at, path + (i,)) for i, v in enumerate(value)]
         if isinstance(value, str) and "{{" in value:
             try:
-                return self.render_string(value, run_params="data_source" in path)
+                # run parameters stay verbatim where they are bound: data sources and row filters
+                return self.render_string(value, run_params="data_source" in path or path[1:2] == ("filters",))
             except TemplateError as exc:
                 raise error_at(path, exc.message, exc.hint) from None
         return value

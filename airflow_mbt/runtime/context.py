@@ -187,6 +187,7 @@ class StepContext:
     try_number: int = 1
     run: RunContext | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("airflow_mbt.step"))
+    rows_removed: dict[str, int] = field(default_factory=dict)  # row filters: field -> rows removed
 
     @property
     def config(self) -> Mapping[str, Any]:

@@ -4,7 +4,10 @@ JSON (``schema_version`` 1)::
 
     {"schema_version": 1, "pipeline", "run_id", "target", "status", "started_at", "finished_at",
      "seconds", "mlflow_run_id", "run": RunContext.to_json() | null,
-     "steps": [{"name", "status", "seconds", "error"?, "outputs"?}]}
+     "steps": [{"name", "status", "seconds", "error"?, "outputs"?, "rows_removed"?}]}
+
+``rows_removed`` (additive): the rows each row filter of the step removed
+(``{"training.filters[0]": 12, "training.drop_duplicates": 3}``), only when the step has filters.
 
 ``run`` (additive, same schema_version) records what the run covered: logical_date, ds,
 interval_start, interval_end, run_type, try_number, dag_id, airflow_run_id.
@@ -45,6 +48,7 @@ class StepResult:
     run_id: str = ""
     outputs: dict[str, str] = field(default_factory=dict)  # artifact name -> URI
     error: str | None = None
+    rows_removed: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "status": str(self.status), "seconds": self.seconds}
@@ -52,6 +56,8 @@ class StepResult:
             out["error"] = self.error
         if self.status == StepStatus.SUCCESS:
             out["outputs"] = dict(self.outputs)
+        if self.rows_removed:
+            out["rows_removed"] = dict(self.rows_removed)
         return out
 
     def to_xcom(self) -> dict[str, Any]:
@@ -86,7 +92,8 @@ class RunResults:
                                 f"schema_version {SCHEMA_VERSION}", file=source, field="schema_version",
                                 hint="read it with the mbt version that wrote it")
         steps = [StepResult(name=s["name"], status=StepStatus(s["status"]), seconds=s.get("seconds") or 0.0,
-                            run_id=data["run_id"], outputs=dict(s.get("outputs") or {}), error=s.get("error"))
+                            run_id=data["run_id"], outputs=dict(s.get("outputs") or {}), error=s.get("error"),
+                            rows_removed=dict(s.get("rows_removed") or {}))
                  for s in data.get("steps") or []]
         return cls(pipeline=data["pipeline"], run_id=data["run_id"], target=data["target"],
                    status=StepStatus(data["status"]), started_at=data["started_at"],

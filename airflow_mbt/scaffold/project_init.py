@@ -3,6 +3,10 @@
 Everything under ``scaffold/files/`` is copied (``gitignore.txt`` becomes ``.gitignore``;
 ``__PROJECT_NAME__`` in text files becomes the project name), so the Dockerfile and CI files
 that the deployment side adds there are included automatically.
+
+``framework="sklearn"`` (``mbt init NAME --framework sklearn``) then overlays ``scaffold/sklearn/``:
+the same churn pair trained with scikit-learn (with row filters and a small grid search) and a
+minimal serving pipeline that takes its schema from the model.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from airflow_mbt.errors import MBTInputError
 
 FILES_DIR = Path(__file__).with_name("files")
+OVERLAYS = {"h2o": None, "sklearn": Path(__file__).with_name("sklearn")}
 PLACEHOLDER = "__PROJECT_NAME__"
 RENAMES = {"gitignore.txt": ".gitignore"}
 SKIP = {"__pycache__", ".DS_Store"}
@@ -42,8 +47,11 @@ def _copy_tree(src: Path, dest: Path, name: str) -> list[Path]:
     return written
 
 
-def init_project(name: str, parent: Path | str = ".") -> Path:
+def init_project(name: str, parent: Path | str = ".", framework: str = "h2o") -> Path:
     """Create ``parent/name``; refuses an existing path. Returns the project directory."""
+    if framework not in OVERLAYS:
+        raise MBTInputError(f"unknown framework {framework!r}", field="--framework",
+                            hint=f"one of: {', '.join(OVERLAYS)}")
     if not _NAME.match(name or ""):
         raise MBTInputError(f"invalid project name {name!r}", field="NAME",
                             hint="use letters, digits, '-', '_' or '.', e.g. demo-project")
@@ -55,5 +63,8 @@ def init_project(name: str, parent: Path | str = ".") -> Path:
 
     dest.mkdir(parents=True)
     _copy_tree(FILES_DIR, dest, name)
+    overlay = OVERLAYS[framework]
+    if overlay is not None:
+        _copy_tree(overlay, dest, name)
     write_csvs(dest / "sample_data")
     return dest

@@ -1,4 +1,6 @@
-"""Step ``split_data``: custom transforms on the raw frame, checks of every column the pipeline
+"""Step ``split_data``: the row filters (``training.filters``, ``drop_duplicates``,
+``preprocessing.row_filters``; ``ml/row_filters``, counted in the step's ``rows_removed`` and in
+``train_set.attrs``), custom transforms on the raw frame, checks of every column the pipeline
 names (did you mean ...) and of a unique primary key, dropping ignored columns, then a
 ``training.split.method: time`` split on ``time_column`` (``cutoff`` or the latest ``test_size``)
 or a (stratified) random train/test split from ``training.split``."""
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from airflow_mbt.errors import DataContractError, MBTInputError
 from airflow_mbt.constants import _StrEnum
-from airflow_mbt.ml import columns, custom_transforms, data_checks
+from airflow_mbt.ml import columns, custom_transforms, data_checks, row_filters
 from airflow_mbt.ml.columns import as_datetime
 from airflow_mbt.ml.preprocessing import settings_from_config
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
@@ -78,7 +80,9 @@ def run(ctx, inputs: dict) -> dict:
     schema = PipelineSchema.from_config(ctx.config)
     settings = settings_from_config(ctx.config)
     test_size, seed, stratify = split_settings(ctx.config)
-    df = custom_transforms.apply(inputs["raw_data"], settings["custom_transforms"], ctx.project_dir)
+    df, removed = row_filters.training_rows(inputs["raw_data"], ctx.config, ctx.run, ctx.project_dir, ctx.log)
+    ctx.rows_removed.update(removed)
+    df = custom_transforms.apply(df, settings["custom_transforms"], ctx.project_dir)
     columns.check_references(df, ctx.config, ctx.log)
     df = df.drop(columns=[c for c in schema.ignored_columns if c in df.columns]).reset_index(drop=True)
     pre_cfg = (ctx.config.get("training") or {}).get("preprocessing") or {}
@@ -105,4 +109,6 @@ def run(ctx, inputs: dict) -> dict:
         train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=strata)
     ctx.log.info("split %d rows into %d train / %d test (%s)", len(df), len(train), len(test),
                  split.get("method", SplitMethod.RANDOM))
-    return {"train_set": train.reset_index(drop=True), "test_set": test.reset_index(drop=True)}
+    train = train.reset_index(drop=True)
+    train.attrs[row_filters.ATTR] = removed  # kept by Parquet: train_model records it with the model
+    return {"train_set": train, "test_set": test.reset_index(drop=True)}

@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from airflow_mbt.ml import columns, cv, preprocessing, scoring, threshold
+from airflow_mbt.ml import columns, cv, preprocessing, row_filters, scoring, threshold
 from airflow_mbt.ml.metrics import proba_column
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
 from airflow_mbt.ml.scoring import write_meta
@@ -127,6 +127,6 @@ def run(ctx, inputs: dict) -> dict:
         "framework_config": config, "train_rows": len(train), "mbt_run_id": ctx.run_id,
         "class_balance": class_balance(y) if schema.is_classification else None,
         "threshold": chosen, "threshold_rule": (f"{rule}: {rule_note}" if rule_note else None), "cv": cv_result,
-        "pipeline_name": ctx.manifest.name,
+        "pipeline_name": ctx.manifest.name, "rows_removed": train.attrs.get(row_filters.ATTR) or {},
     })
     return {"model": model_dir, "preprocessor": pre}

@@ -1,4 +1,8 @@
-"""Fetch a logged mbt model (model directory + preprocessor) back from an MLflow run id."""
+"""Fetch a logged mbt model (model directory + preprocessor) back from an MLflow run id.
+
+The custom-transform code logged with the model (``<model>/code/``, see ``pyfunc.transform_code``)
+comes back inside the preprocessor as ``transform_code`` (``{relative path: source}``) with its
+``transform_code_sha256``, so serving runs the code the model was trained with."""
 
 from __future__ import annotations
 
@@ -71,4 +75,16 @@ def fetch(runtime, run_id: str, dest: Path) -> tuple[Path, dict]:
                 shutil.rmtree(dest)
             dest.mkdir(parents=True)
             model_dir = Path(shutil.copytree(source_dir, dest / "model"))
-            return model_dir, json.loads(pre_file.read_text(encoding="utf-8"))
+            pre = json.loads(pre_file.read_text(encoding="utf-8"))
+            _embed_code(pre, local / "code")
+            return model_dir, pre
+
+
+def _embed_code(pre: dict, code_dir: Path) -> None:
+    from airflow_mbt.ml.custom_transforms import code_hash, read_code
+
+    specs = pre.get("custom_transforms") or []
+    files = read_code(specs, code_dir) if specs and code_dir.is_dir() else {}
+    if files:
+        pre["transform_code"] = files
+        pre["transform_code_sha256"] = code_hash(files)

@@ -48,23 +48,12 @@ def transform_code(specs: list[str], project_dir: Path, scratch: Path) -> list[s
     logged model scores anywhere. Only those files are copied, nothing else of the project."""
     import shutil
 
-    tops: set[str] = set()
-    for spec in specs:
-        module = spec.split(":", 1)[0]
-        parts = module.split(".")
-        source = Path(project_dir).joinpath(*parts[:-1], parts[-1] + ".py")
-        if not source.is_file():
-            source = Path(project_dir).joinpath(*parts, "__init__.py")
-        if not source.is_file():
-            continue  # not a file of the project (an installed package): nothing to bundle
-        target = scratch.joinpath(source.relative_to(project_dir))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        for depth in range(1, len(parts)):
-            init = Path(project_dir).joinpath(*parts[:depth], "__init__.py")
-            if init.is_file():
-                shutil.copyfile(init, scratch.joinpath(*parts[:depth], "__init__.py"))
-        tops.add(parts[0] if len(parts) > 1 else source.name)
+    from airflow_mbt.ml.custom_transforms import code_files
+
+    for rel in code_files(specs, project_dir):
+        (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(project_dir) / rel, scratch / rel)
+    tops = {rel.parts[0] for rel in code_files(specs, project_dir)}
     return [str(scratch / top) for top in sorted(tops)]
 
 

@@ -61,6 +61,9 @@ def run_params(config: dict, meta: dict, preprocessor: dict, metrics: dict) -> d
               "rows.train": str(meta.get("train_rows")), "rows.test": str(metrics.get("n_test")),
               "features.count": str(len(preprocessor.get("output_columns") or [])),
               **as_params(preprocessor.get("columns") or [])}
+    for name, count in (meta.get("rows_removed") or {}).items():
+        # MLflow param names allow no brackets: training.filters[0] -> training.filters.0
+        params["rows.removed." + name.replace("[", ".").replace("]", "")] = str(count)
     for part, balance in (("train", meta.get("class_balance")), ("test", metrics.get("class_balance"))):
         for cls, share in (balance or {}).items():
             params[f"class_balance.{part}.{cls}"] = f"{share:.6g}"

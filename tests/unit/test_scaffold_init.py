@@ -83,3 +83,17 @@ def test_data_column_check_reads_the_table_the_connector_reads(tmp_path):
     assert err.value.file == "pipelines/training_churn_model_v1.yaml"
     (project.root / "sample_data" / "customers.parquet").write_bytes(b"")  # the connector would read this one
     check_data_columns(pipeline, project.root / "sample_data")
+
+
+def test_init_framework_sklearn_gives_a_sklearn_pair_with_a_minimal_serving_file(tmp_path):
+    import yaml
+
+    from airflow_mbt.scaffold.project_init import init_project as init
+
+    root = init("skl", tmp_path, framework="sklearn")
+    training = yaml.safe_load((root / "pipelines" / "training_churn_model_v1.yaml").read_text())
+    serving = yaml.safe_load((root / "pipelines" / "serving_churn_model_v1.yaml").read_text())
+    assert training["training"]["model_training"]["framework"] == "sklearn"
+    assert "search" in training["training"]["model_training"]["config"]
+    assert "training" not in serving and "base_pipeline" not in serving
+    assert set(serving["serving"]) == {"model_source", "data_source", "output"}

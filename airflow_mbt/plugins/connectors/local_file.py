@@ -28,8 +28,10 @@ SUFFIXES = (".parquet", ".csv")
 
 
 class LocalFileConnector(DataConnector):
-    """Config: ``data_path`` (default ``./sample_data``, relative to the project dir) and an
-    optional ``tables`` mapping of table name -> file path (``.csv`` or ``.parquet``)."""
+    """Config: ``data_path`` (default ``./sample_data``, relative to the project dir) where tables
+    are read, ``output_path`` (default ``./output``) where tables are written (never next to the
+    input tables; a written table is read back from there when ``data_path`` lacks it), and an
+    optional ``tables`` mapping of table name -> file path (``.csv`` or ``.parquet``) for both."""
 
     type_name = "local_file"
 
@@ -37,6 +39,8 @@ class LocalFileConnector(DataConnector):
         super().__init__(config or {}, runtime)
         self.data_path = config_path(self.config, "data_path", "./sample_data", runtime,
                                      "data_connector.config.data_path")
+        self.output_path = config_path(self.config, "output_path", "./output", runtime,
+                                       "data_connector.config.output_path")
         tables = self.config.get("tables") or {}
         if not isinstance(tables, dict):
             raise MBTInputError("tables must map table names to file paths", field="data_connector.config.tables",
@@ -70,8 +74,8 @@ class LocalFileConnector(DataConnector):
         return name
 
     def table_file(self, table: str) -> Path:
-        """The CSV file ``write_table`` writes for ``table``."""
-        return self._mapped(table) or self.data_path / f"{self._stem(table)}.csv"
+        """The CSV file ``write_table`` writes for ``table``: ``<output_path>/<table>.csv``."""
+        return self._mapped(table) or self.output_path / f"{self._stem(table)}.csv"
 
     def _source(self, table: str) -> Path:
         mapped = self._mapped(table)
@@ -83,7 +87,7 @@ class LocalFileConnector(DataConnector):
         stem = self._stem(table)
         explicit = [s for s in SUFFIXES if table.strip().endswith(s)]
         candidates = [self.data_path / f"{stem}{suffix}" for suffix in (explicit or SUFFIXES)]
-        for path in candidates:
+        for path in candidates + [self.output_path / f"{stem}.csv"]:
             if path.is_file():
                 return path
         raise MBTInputError(f"table {table!r} not found: looked for {' and '.join(str(p) for p in candidates)}",

@@ -85,3 +85,40 @@ def test_schema_from_config_and_inferred_classes():
     cfg["project"]["problem_type"] = "ranking"
     with pytest.raises(MBTInputError, match="problem_type"):
         PipelineSchema.from_config(cfg)
+
+
+def test_imports_are_isolated_and_cleaned_up(tmp_path):
+    import sys
+
+    write_lib(tmp_path, "def f(df):\n    return df.assign(v=1)\n")
+    custom_transforms.apply(pd.DataFrame({"x": [0]}), ["lib.features:f"], tmp_path)
+    assert str(tmp_path.resolve()) not in sys.path
+    assert not any(str(getattr(m, "__file__", "") or "").startswith(str(tmp_path.resolve()))
+                   for m in list(sys.modules.values()))
+
+
+def test_row_filters_may_drop_rows_but_not_add_them(tmp_path):
+    write_lib(tmp_path, "def keep(df):\n    return df[df['x'] > 0]\n\n"
+                        "def grow(df):\n    import pandas as pd\n    return pd.concat([df, df])\n")
+    df = pd.DataFrame({"x": [0, 1, 2]})
+    assert custom_transforms.apply(df, ["lib.features:keep"], tmp_path, row_filters=True)["x"].tolist() == [1, 2]
+    with pytest.raises(MBTInputError, match="subset"):
+        custom_transforms.apply(df, ["lib.features:grow"], tmp_path, row_filters=True)
+    with pytest.raises(MBTInputError, match="row_filters"):
+        custom_transforms.apply(df, ["lib.features:keep"], tmp_path)
+
+
+def test_logged_code_runs_instead_of_the_edited_lib(tmp_path):
+    project, logged = tmp_path / "project", tmp_path / "logged"
+    write_lib(project, "def f(df):\n    return df.assign(v=1)\n")
+    files = custom_transforms.read_code(["lib.features:f"], project)
+    assert list(files) == ["lib/features.py"]
+    before = custom_transforms.code_hash(files)
+    write_lib(project, "def f(df):\n    return df.assign(v=2)\n")  # the edit after training
+    assert custom_transforms.changed_files(files, project) == ["lib/features.py"]
+    assert custom_transforms.code_hash(custom_transforms.read_code(["lib.features:f"], project)) != before
+    root = custom_transforms.materialize(files, logged)
+    out = custom_transforms.run(pd.DataFrame({"x": [0]}), custom_transforms.load_all(["lib.features:f"], root))
+    assert out["v"].tolist() == [1]
+    with pytest.raises(MBTInputError, match="unsafe path"):
+        custom_transforms.materialize({"../evil.py": "x = 1"}, logged)

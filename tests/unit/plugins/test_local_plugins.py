@@ -174,7 +174,7 @@ def test_write_table_appends_and_replaces_where(runtime, data_dir):
     conn.write_table(second, "churn_predictions", replace_where={"serving_run_id": "run_2"})
     retry = second.assign(prediction=[0, 0])
     conn.write_table(retry, "churn_predictions", replace_where={"serving_run_id": "run_2"})
-    out = pd.read_csv(data_dir / "churn_predictions.csv")
+    out = pd.read_csv(data_dir.parent / "output" / "churn_predictions.csv")  # written beside, not among, the inputs
     assert len(out) == 4
     assert out[out.serving_run_id == "run_1"].prediction_probability.tolist() == [0.9, 0.125]
     assert out[out.serving_run_id == "run_2"].prediction.tolist() == [0, 0]
@@ -192,7 +192,9 @@ def test_concurrent_writers_lose_no_rows(runtime, data_dir):
     threads = [threading.Thread(target=write, args=(t,)) for t in "abc"]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert len(pd.read_csv(Path(data_dir) / "out.csv")) == 30
+    out_dir = Path(data_dir).parent / "output"
+    assert len(pd.read_csv(out_dir / "out.csv")) == 30
+    assert sorted(p.name for p in out_dir.iterdir()) == ["out.csv"]  # no lock or temp file left behind
 
 
 def test_tables_mapping_sends_a_table_to_its_own_file(tmp_path, data_dir):

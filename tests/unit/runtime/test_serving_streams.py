@@ -69,11 +69,11 @@ def test_chunked_database_publish_without_write_chunks_concatenates(trained, mon
     root, mlflow_run = trained
     manifest, run_id = _serve(root, mlflow_run, monkeypatch, 7, "unused.csv", destination="database",
                               table="streamed_predictions")
-    table = pd.read_csv(root / "sample_data" / "streamed_predictions.csv")
+    table = pd.read_csv(root / "output" / "streamed_predictions.csv")
     assert len(table) == 200 and set(table["serving_run_id"]) == {run_id}
     assert table["execution_date"].nunique() == 1  # one timestamp for every chunk of the run
     run_steps(manifest, root, ["publish"], run_id=run_id)  # a retry replaces its own rows
-    assert len(pd.read_csv(root / "sample_data" / "streamed_predictions.csv")) == 200
+    assert len(pd.read_csv(root / "output" / "streamed_predictions.csv")) == 200
 
 
 def test_contract_problems_are_found_with_chunks(trained, monkeypatch):
