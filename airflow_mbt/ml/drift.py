@@ -73,10 +73,12 @@ def numeric_counts(values: "np.ndarray", edges: list[float]) -> "np.ndarray":
     import numpy as np
 
     values = np.asarray(values, dtype="float64")
-    missing = np.isnan(values)
-    index = np.searchsorted(np.asarray(edges, dtype="float64"), values[~missing], side="left")
+    # NaN sorts after +inf, so searchsorted puts it in the last value bin: move those to missing
+    index = np.searchsorted(np.asarray(edges, dtype="float64"), values, side="left")
     counts = np.bincount(index, minlength=len(edges) + 1).astype("int64")
-    return np.append(counts, np.int64(missing.sum()))
+    missing = np.int64(np.count_nonzero(np.isnan(values)))
+    counts[-1] -= missing
+    return np.append(counts, missing)
 
 
 def category_levels(text: "pd.Series", max_levels: int = MAX_LEVELS) -> list[str]:
@@ -86,16 +88,18 @@ def category_levels(text: "pd.Series", max_levels: int = MAX_LEVELS) -> list[str
     return [str(k) for k, _ in ordered[:max_levels]]
 
 
-def category_counts(text: "pd.Series", levels: list[str]) -> "np.ndarray":
-    """Counts per level, then the ``other`` bucket (values not among the levels), then missing."""
+def category_counts(values: "pd.Series", levels: list[str]) -> "np.ndarray":
+    """Counts per level, then the ``other`` bucket (values not among the levels), then missing.
+    Values compare as their text (``7`` counts as ``"7"``); each distinct value is converted once."""
     import numpy as np
     import pandas as pd
 
-    missing = text.isna().to_numpy()
-    codes = pd.Categorical(text, categories=levels).codes
+    inverse, uniques = pd.factorize(values, use_na_sentinel=True)
+    missing = inverse < 0
+    level_of = np.asarray(pd.Categorical([str(u) for u in uniques], categories=levels).codes, dtype="int64")
+    codes = level_of[inverse[~missing]] if len(uniques) else np.zeros(0, dtype="int64")
     counts = np.bincount(codes[codes >= 0], minlength=len(levels)).astype("int64")
-    other = int(((codes < 0) & ~missing).sum())
-    return np.append(counts, [np.int64(other), np.int64(missing.sum())])
+    return np.append(counts, [np.int64((codes < 0).sum()), np.int64(missing.sum())])
 
 
 def shares(counts: "np.ndarray") -> "np.ndarray":
@@ -209,8 +213,8 @@ class Accumulator:
             self.seen.add(name)
             if spec["kind"] == NUMERIC:
                 self.counts[name] += numeric_counts(as_numeric(frame[name]), spec["edges"])
-            else:
-                self.counts[name] += category_counts(as_text(frame[name]), spec["levels"])
+            else:  # category_counts compares non-text values as text itself: no per-value str() here
+                self.counts[name] += category_counts(frame[name], spec["levels"])
 
     def results(self) -> list[FeatureDrift]:
         out = []

@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow_mbt.errors import MonitoringBreachError
 from airflow_mbt.ml import custom_transforms, drift, reference
-from airflow_mbt.runtime.table_stream import frames
+from airflow_mbt.runtime.table_stream import StreamedTable, frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 from airflow_mbt.steps.publish import partition
 
@@ -43,12 +43,19 @@ def measure(ref: dict[str, Any], scoring_data: Any, predictions: Any, transforms
     """``(kind, drift)`` for every monitored feature (kind numeric | categorical) and predictions
     column (kind ``prediction``), accumulated chunk by chunk."""
     features = drift.Accumulator(ref.get("features") or {})
-    for df in frames(scoring_data, rows):
+    for df in _frames(scoring_data, rows, None if transforms else list(features.specs)):
         features.add(custom_transforms.apply(df, transforms, project_dir) if transforms else df)
     predicted = drift.Accumulator(ref.get("predictions") or {})
-    for df in frames(predictions, rows):
+    for df in _frames(predictions, rows, list(predicted.specs)):
         predicted.add(df)
     return [(d.kind, d) for d in features.results()] + [(PREDICTION_KIND, d) for d in predicted.results()]
+
+
+def _frames(value: Any, rows: int, columns: list[str] | None) -> Any:
+    """Chunks of a streamed table or a frame, reading only ``columns`` (all with ``None``)."""
+    if columns is not None and isinstance(value, StreamedTable):
+        return value.iter_frames(rows, columns)
+    return frames(value, rows)
 
 
 def table_rows(measured: list[tuple[str, drift.FeatureDrift]]) -> list[dict[str, Any]]:
