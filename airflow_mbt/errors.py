@@ -9,7 +9,8 @@ category               raised as                                  exit  retried
 input                  ``MBTInputError`` (YAML, profiles, args,    2     no
                        data contract, connections)
 not_retryable          ``ValidationCriteriaError``,                3     no
-                       ``AuthenticationError``, ``IntegrityError``
+                       ``AuthenticationError``, ``IntegrityError``,
+                       ``MonitoringBreachError``
                        (and any ``MBTError`` with ``retryable``
                        False)
 infrastructure         ``InfraError`` and other ``MBTError``       1     yes
@@ -80,6 +81,14 @@ class DataContractError(MBTInputError):
 
 class ValidationCriteriaError(MBTError):
     """A trained model did not meet ``evaluation.validation_criteria``."""
+
+    retryable = False
+
+
+class MonitoringBreachError(MBTError):
+    """Serving data drifted past ``serving.monitoring.max_psi`` under ``on_breach: fail``, or the
+    served model has no reference statistics to compare with. Not retryable: the same data and
+    model breach again."""
 
     retryable = False
 

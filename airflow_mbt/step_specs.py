@@ -57,10 +57,26 @@ SERVING_STEPS: tuple[StepSpec, ...] = (
     _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
 )
 
+# Added to a serving pipeline only when ``serving.monitoring`` is configured (docs/monitoring.md);
+# publish then waits for it (``GATES``), so ``on_breach: fail`` stops the run before publishing.
+MONITOR_STEP = _s("monitor", ["model", "preprocessor", "scoring_data", "predictions"], [("monitoring", JSON)],
+                  "Drift of the scoring data and predictions against the training reference (PSI)")
+OPTIONAL_STEPS: dict[str, tuple[StepSpec, ...]] = {PipelineKind.SERVING: (MONITOR_STEP,)}
+GATES: dict[str, tuple[str, ...]] = {"publish": ("monitor",)}  # step -> steps it waits for when present
+
 STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
                                                   PipelineKind.SERVING: SERVING_STEPS}
-ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS)
-REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS}
+ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP,))
+REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP,)}
+
+
+def steps_of(kind: str, *, monitoring: bool = False) -> tuple[StepSpec, ...]:
+    """The step graph of a pipeline kind; with ``monitoring`` a serving graph gets ``monitor``
+    before ``publish``."""
+    steps = STEPS_BY_KIND[kind]
+    if monitoring and kind == PipelineKind.SERVING:
+        return steps[:-1] + (MONITOR_STEP,) + steps[-1:]
+    return steps
 
 
 def step_spec(name: str) -> StepSpec | None:
@@ -74,5 +90,7 @@ def dependencies(steps: tuple[StepSpec, ...]) -> dict[str, list[str]]:
     for s in steps:
         for out in s.output_names:
             producer[out] = s.name
-    return {s.name: sorted({producer[i] for i in s.inputs}, key=[x.name for x in steps].index)
+    names = [x.name for x in steps]
+    return {s.name: sorted({producer[i] for i in s.inputs} | {g for g in GATES.get(s.name, ()) if g in names},
+                           key=names.index)
             for s in steps}

@@ -30,6 +30,8 @@ SERVING_DEFAULTS = {
     "output": {"include_probabilities": True},
 }
 
+MONITORING_DEFAULTS = {"max_psi": 0.25, "on_breach": "warn", "table": "model_monitoring"}
+
 
 def with_defaults(config: dict) -> dict:
     """A copy of ``config`` with every optional field present."""
@@ -46,4 +48,6 @@ def with_defaults(config: dict) -> dict:
         output = out["serving"]["output"]
         if output["destination"] == "local_file":
             output.setdefault("path", "predictions.csv")
+        if isinstance(out["serving"].get("monitoring"), dict):  # only when configured (docs/monitoring.md)
+            out["serving"]["monitoring"] = {**MONITORING_DEFAULTS, **out["serving"]["monitoring"]}
     return out

@@ -17,7 +17,7 @@ from airflow_mbt.pipeline.cadence import NAMED, cron_problem
 from airflow_mbt.pipeline.metrics import METRICS, OPERATORS, parse_criterion
 from airflow_mbt.project.schema_check import suggest
 from airflow_mbt.project.yaml_loader import Located
-from airflow_mbt.step_specs import STEPS_BY_KIND
+from airflow_mbt.step_specs import OPTIONAL_STEPS, STEPS_BY_KIND
 
 TRANSFORM = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
@@ -243,7 +243,7 @@ def check_kind(doc: Located, kind: str) -> None:
         if output.get("destination") == "local_file" and "table" in output:
             raise doc.error(("serving", "output", "table"), "`table` is only used with destination: database",
                             hint="use path: predictions.csv for local_file")
-    names = [s.name for s in STEPS_BY_KIND[kind]]
+    names = [s.name for s in STEPS_BY_KIND[kind] + OPTIONAL_STEPS.get(kind, ())]
     for step in _get(doc.value, "steps") or {}:
         if step not in names:
             raise doc.error(("steps", step), f"a {kind} pipeline has no step {step!r}",

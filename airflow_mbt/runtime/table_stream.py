@@ -223,23 +223,25 @@ class StreamedTable:
                 out[field.name] = target
         return out
 
-    def iter_frames(self, chunk_rows: int | None = None) -> Iterator["pd.DataFrame"]:
+    def iter_frames(self, chunk_rows: int | None = None, columns: list[str] | None = None) -> Iterator["pd.DataFrame"]:
         """Frames of ``chunk_rows`` rows (the last may be shorter) with a fresh 0-based index each;
-        at least one frame (empty for an empty table)."""
+        at least one frame (empty for an empty table). ``columns``: read only these (in file order)."""
         import pyarrow as pa
 
         rows = chunk_rows or default_chunk_rows()
         produced = False
-        for batch in self._file.iter_batches(batch_size=rows, use_pandas_metadata=True):
+        picked = None if columns is None else [c for c in self.columns if c in set(columns)]
+        for batch in self._file.iter_batches(batch_size=rows, columns=picked, use_pandas_metadata=picked is None):
             produced = True
             yield self._frame(pa.Table.from_batches([batch]))
         if not produced:
-            yield self._frame(self._file.schema_arrow.empty_table())
+            empty = self._file.schema_arrow.empty_table()
+            yield self._frame(empty if picked is None else empty.select(picked))
 
     def _frame(self, table: Any) -> pd.DataFrame:
         df = pandas_of(table)
         for col, dtype in self._widen.items():
-            if df[col].dtype != dtype:
+            if col in df.columns and df[col].dtype != dtype:
                 df[col] = df[col].astype(dtype)
         return df
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from airflow_mbt.errors import MBTInputError
-from airflow_mbt.ml import criteria, metrics, plots, preprocessing, scoring
+from airflow_mbt.ml import criteria, drift, metrics, plots, preprocessing, reference, scoring
 from airflow_mbt.ml.schema import normalize_labels, regression_labels
 from airflow_mbt.steps.error_location import with_pipeline_location
 from airflow_mbt.steps.train_model import class_balance, fresh_dir
@@ -52,7 +52,9 @@ def run(ctx, inputs: dict) -> dict:
     doc = {"problem_type": problem, "primary_metric": primary, "primary_value": values.get(primary),
            "metrics": values, "validation": results, "n_test": len(test), "plots": written,
            "class_balance": class_balance(y) if problem != "regression" else None,
-           "threshold": meta.get("threshold"), "cv": meta.get("cv")}
+           "threshold": meta.get("threshold"), "cv": meta.get("cv"),
+           reference.PREDICTIONS_KEY: {"rows": len(test), "specs": drift.reference_predictions(
+               scoring.predictions_table(None, scored, meta), meta["classes"])}}
     if meta.get("cv"):
         ctx.log.info("%d-fold CV on the training set: %s", meta["cv"]["folds"],
                      ", ".join(f"{k}={v['mean']:.4f}" for k, v in meta["cv"]["metrics"].items()

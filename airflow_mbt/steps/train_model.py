@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from airflow_mbt.ml import columns, cv, preprocessing, row_filters, scoring, threshold
+from airflow_mbt.ml import columns, cv, drift, preprocessing, reference, row_filters, scoring, threshold
 from airflow_mbt.ml.metrics import proba_column
 from airflow_mbt.ml.schema import PipelineSchema, normalize_labels, regression_labels
 from airflow_mbt.ml.scoring import write_meta
@@ -129,4 +129,5 @@ def run(ctx, inputs: dict) -> dict:
         "threshold": chosen, "threshold_rule": (f"{rule}: {rule_note}" if rule_note else None), "cv": cv_result,
         "pipeline_name": ctx.manifest.name, "rows_removed": train.attrs.get(row_filters.ATTR) or {},
     })
+    reference.write(model_dir, drift.reference_features(train, pre), len(train))  # drift checks at serving
     return {"model": model_dir, "preprocessor": pre}

@@ -216,6 +216,8 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
                     artifacts={MODEL_DIR: str(model_dir), PREPROCESSOR: str(pre_path)}, code_paths=code or None,
                     pip_requirements=pip_requirements(meta["framework"]))
                 mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+            if (Path(model_dir) / "reference_stats.json").is_file():  # drift reference, also beside the model
+                client.log_artifact(run_id, str(Path(model_dir) / "reference_stats.json"))
         # metrics after the model so they are linked to it (MLflow 3 LoggedModel) as well as the run
         stamp = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0, model_id=info.model_id)
