@@ -21,6 +21,9 @@ COMMANDS = {
     "run": ("airflow_mbt.cli.execution", "cmd_run"),
     "step": ("airflow_mbt.cli.execution", "cmd_step_execute"),
     "deploy": ("airflow_mbt.cli.deploy", "cmd_deploy"),
+    "rollback": ("airflow_mbt.cli.deploy", "cmd_rollback"),
+    "undeploy": ("airflow_mbt.cli.deploy", "cmd_undeploy"),
+    "releases": ("airflow_mbt.cli.deploy", "cmd_releases"),
 }
 
 

@@ -45,7 +45,9 @@ def source_positions(pipeline: ValidatedPipeline) -> dict[str, list[Any]]:
             for path, loc in pipeline.doc.locs.items() if path}
 
 
-def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manifest:
+def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget,
+                   code: Mapping[str, Any] | None = None) -> Manifest:
+    """``code``: the project code hash (``airflow_mbt.project.code.project_code``), if any."""
     from airflow_mbt import __version__
 
     cfg = pipeline.config
@@ -70,6 +72,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
         "positions": source_positions(pipeline),
         "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {}),
     }
+    if code:
+        body["code"] = dict(code)
     return Manifest.build(body)
 
 
@@ -77,4 +81,7 @@ def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
                      vars: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Manifest:
     from airflow_mbt.pipeline.sql_check import dialect_of
 
-    return build_manifest(validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section)), target)
+    from airflow_mbt.project.code import project_code
+
+    pipeline = validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section))
+    return build_manifest(pipeline, target, project_code(project.root, pipeline.config))

@@ -116,5 +116,5 @@ def test_woodpecker_commands_are_real_mbt_subcommands_with_real_flags():
 
 
 def test_cli_flag_reader_sees_real_flags_only():
-    assert {"--target", "--force", "--dry-run"} <= cli_flags("deploy")
+    assert {"--target", "--dry-run"} <= cli_flags("deploy")
     assert "--no-such-flag" not in cli_flags("deploy")
