@@ -6,7 +6,8 @@ the Airflow instance reads (``MBT_MANIFESTS_URI``; else the one ``scripts/airflo
 instance), then:
 
 1. v1 is deployed, v2 (another ``max_depth``) is deployed over it without ``--force``: the same
-   dag_id runs v2 (the run's root task pins it: XCom ``mbt_release``) and v1 is in the history;
+   dag_id runs v2 (the scheduled run of the unpause; its root task pins the release: XCom
+   ``mbt_release``) and v1 is in the history;
 2. ``mbt rollback``: the next run executes v1;
 3. ``mbt undeploy``: the DAG leaves Airflow's DAG list and API (stale, not listed).
 """
@@ -84,11 +85,19 @@ def _wait_for_release(api, content_hash: str, timeout: float = 180) -> None:
         time.sleep(3)
 
 
-def _run(api) -> str:
-    """Trigger a run, wait for success, return the release its root task pinned."""
-    run = api.trigger(NAME)
-    api.wait_for_run(NAME, run["dag_run_id"], timeout=RUN_TIMEOUT)
-    return api.xcom(NAME, run["dag_run_id"], "load_data", key="mbt_release")
+def _pinned(api, run_id: str) -> str:
+    """Wait for the run to succeed; the release its root task pinned."""
+    api.wait_for_run(NAME, run_id, timeout=RUN_TIMEOUT)
+    return api.xcom(NAME, run_id, "load_data", key="mbt_release")
+
+
+def _first_run(api, timeout: float = 120) -> str:
+    """The run the scheduler creates when the DAG is unpaused (catchup=False: the latest tick)."""
+    deadline = time.monotonic() + timeout
+    while not (runs := api.dag_runs(NAME)):
+        assert time.monotonic() < deadline, f"no DAG run of {NAME} {timeout}s after unpausing it"
+        time.sleep(3)
+    return runs[0]["dag_run_id"]
 
 
 def _json_in(output: str) -> dict:
@@ -118,14 +127,14 @@ def test_deploy_change_rollback_undeploy_on_live_airflow(airflow, stack_env, tmp
         v2 = _deploy(project, env, 4, "update")  # a change is a new release: no --force
         assert v2 != v1
         _wait_for_release(airflow, v2)
-        airflow.unpause(NAME)
-        assert _run(airflow) == v2
+        airflow.unpause(NAME)  # the scheduled run it starts executes the new release
+        assert _pinned(airflow, _first_run(airflow)) == v2
         history = _json_in(sh(f"mbt releases {NAME} --target prod --json", project, env))
         assert [e["content_hash"] for e in history["events"]] == [v1, v2] and history["current"] == v2
 
         sh(f"mbt rollback {NAME} --target prod", project, env)
         _wait_for_release(airflow, v1)
-        assert _run(airflow) == v1
+        assert _pinned(airflow, airflow.trigger(NAME)["dag_run_id"]) == v1
 
         sh(f"mbt undeploy {NAME} --target prod", project, env)
         deadline = time.monotonic() + 180
