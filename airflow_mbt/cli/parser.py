@@ -70,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(p)
 
     p = _sub(subs, "compile", "write target/<NAME>/manifest.json for a target",
-             "  mbt compile training_churn_model_v1 --target dev\n  mbt compile --target prod", common)
+             "  mbt compile training_churn_model_v1 --target dev\n  mbt compile --target prod\n"
+             "  mbt compile --target prod --image zot-registry:5050/demo-project@sha256:<64 hex>", common)
     p.add_argument("names", nargs="*", metavar="NAME", help="pipelines to compile (default: all but _base files)")
     _target_options(p)
+    p.add_argument("--image", metavar="REF@sha256:HEX", help="runner image of a kubernetes target, pinned by "
+                   "digest or a unique tag (recorded in the manifest; the pods run it)")
 
     p = _sub(subs, "run", "compile, then run every step of a pipeline in this process",
              "  mbt run --select training_churn_model_v1 --target dev\n"

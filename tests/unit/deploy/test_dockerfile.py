@@ -207,4 +207,5 @@ def test_mbt_init_writes_the_deployment_files(tmp_path):
                          text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     for name in ("Dockerfile", ".woodpecker.yml", ".dockerignore"):
-        assert (tmp_path / "demo" / name).read_text() == (PROJECT_FILES / name).read_text(), name
+        expected = (PROJECT_FILES / name).read_text().replace("__IMAGE_NAME__", "demo")
+        assert (tmp_path / "demo" / name).read_text() == expected, name
