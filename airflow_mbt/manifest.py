@@ -22,6 +22,7 @@ only. JSON layout (``schema_version`` 2)::
       "positions": {"training.split.test_size": ["pipelines/x.yaml", 12, 17], ...},
       "steps": [{"name", "inputs": [...], "outputs": [{"name","kind"}], "depends_on": [...],
                  "resources": {"cpu": "1", "memory": "2Gi"} | {}}],
+      "code": {"hash": "sha256:<hex>", "files": {"lib/features.py": "<sha256 hex>"}},  (optional)
       "content_hash": "sha256:<hex>"
     }
 
@@ -29,7 +30,9 @@ only. JSON layout (``schema_version`` 2)::
 written, so errors raised while a step runs point at the YAML without reading it.
 Secrets never appear: ``{{ secret('X') }}`` renders to ``{"$secret": "X"}`` and is resolved at
 run time. Serialization is canonical (sorted keys, fixed separators): the same inputs give a
-byte-identical file, and ``content_hash`` covers everything except itself.
+byte-identical file, and ``content_hash`` covers everything except itself. ``release_hash``
+(computed, never stored) is the identity of a release: it leaves out the YAML text and the
+positions, so a comment-only change is the same release while a ``lib/`` change is a new one.
 A runner meeting another ``schema_version`` stops with an input error naming both versions.
 """
 
@@ -67,6 +70,26 @@ def compute_hash(data: Mapping[str, Any]) -> str:
     body = {k: v for k, v in data.items() if k != "content_hash"}
     blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# what a release is NOT made of: the integrity hash, and where fields were written in the YAML
+# (comments and whitespace move positions and change ``pipeline.source_yaml``, never what runs)
+RELEASE_EXCLUDED_KEYS = ("content_hash", "positions")
+
+
+def release_body(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a manifest document that decides what runs (see ``compute_release_hash``)."""
+    body = {k: v for k, v in data.items() if k not in RELEASE_EXCLUDED_KEYS}
+    if isinstance(body.get("pipeline"), Mapping):
+        body["pipeline"] = {k: v for k, v in body["pipeline"].items() if k != "source_yaml"}
+    return body
+
+
+def compute_release_hash(data: Mapping[str, Any]) -> str:
+    """Identity of a release: the normalised compiled pipeline (``config``, steps, schedule,
+    criteria), the target (image included), ``mbt_version`` and the project code hash
+    (``code.hash``) - not the YAML text, its comments or field positions."""
+    return compute_hash(release_body(data))
 
 
 def is_secret_ref(value: Any) -> bool:
@@ -338,6 +361,18 @@ class Manifest:
     def producers(self) -> dict[str, str]:
         """artifact name -> the step that outputs it."""
         return {out: s.name for s in self.steps for out in s.output_names}
+
+    @cached_property
+    def release_hash(self) -> str:
+        """``compute_release_hash`` of this manifest: equal for a comment-only change."""
+        return compute_release_hash(self.data)
+
+    @property
+    def code_hash(self) -> str | None:
+        """Hash of the project code compiled into this manifest (``code.hash``), if any."""
+        code = self.data.get("code")
+        value = code.get("hash") if isinstance(code, Mapping) else None
+        return value if isinstance(value, str) else None
 
     @cached_property
     def positions(self) -> Mapping[str, SourcePosition]:

@@ -150,10 +150,27 @@ def compile_one(project, name: str, target, variables: dict):
     return manifest
 
 
+def _pinned_image(target, image: str | None):
+    """``--image`` into the kubernetes target; a warning when its image is not pinned."""
+    import dataclasses
+
+    from airflow_mbt.project.images import is_pinned, with_image
+
+    if image:
+        target = dataclasses.replace(target, section=with_image(target.section, image))
+    executor = target.section.get("executor") or {}
+    ref = (executor.get("config") or {}).get("image")
+    if executor.get("type") == "kubernetes" and isinstance(ref, str) and not is_pinned(ref):
+        print(f"warning: target {target.name!r} runs image {ref!r}, which is not pinned; pass "
+              f"--image REGISTRY/NAME@sha256:<digest> (or a commit tag), or set MBT_RUNNER_IMAGE", file=sys.stderr)
+    return target
+
+
 def cmd_compile(args) -> int:
     project = project_of(args)
     variables = vars_of(args)
     target = target_of(project, args, variables)
+    target = _pinned_image(target, getattr(args, "image", None))
 
     def one(name):
         compile_one(project, name, target, variables)

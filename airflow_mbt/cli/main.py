@@ -22,6 +22,9 @@ COMMANDS = {
     "step": ("airflow_mbt.cli.execution", "cmd_step_execute"),
     "deploy": ("airflow_mbt.cli.deploy", "cmd_deploy"),
     "clean": ("airflow_mbt.cli.clean", "cmd_clean"),
+    "rollback": ("airflow_mbt.cli.deploy", "cmd_rollback"),
+    "undeploy": ("airflow_mbt.cli.deploy", "cmd_undeploy"),
+    "releases": ("airflow_mbt.cli.deploy", "cmd_releases"),
 }
 
 

@@ -18,6 +18,7 @@ examples:
   mbt compile training_churn_model_v1 --target dev
   mbt run --select training_churn_model_v1 --target dev --vars max_runtime_secs=60
   mbt deploy --target prod --dry-run
+  mbt releases serving_churn_model_v1 --target prod && mbt rollback serving_churn_model_v1 --target prod
 
 exit codes (orchestrators retry only 1 and 143):
 {ExitCode.describe()}"""
@@ -72,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(p)
 
     p = _sub(subs, "compile", "write target/<NAME>/manifest.json for a target",
-             "  mbt compile training_churn_model_v1 --target dev\n  mbt compile --target prod", common)
+             "  mbt compile training_churn_model_v1 --target dev\n  mbt compile --target prod\n"
+             "  mbt compile --target prod --image zot-registry:5050/demo-project@sha256:<64 hex>", common)
     p.add_argument("names", nargs="*", metavar="NAME", help="pipelines to compile (default: all but _base files)")
     _target_options(p)
+    p.add_argument("--image", metavar="REF@sha256:HEX", help="runner image of a kubernetes target, pinned by "
+                   "digest or a unique tag (recorded in the manifest; the pods run it)")
 
     p = _sub(subs, "run", "compile, then run every step of a pipeline in this process",
              "  mbt run --select training_churn_model_v1 --target dev\n"
@@ -112,17 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dag-id", metavar="DAG", help="Airflow DAG id of the run")
     e.add_argument("--airflow-run-id", metavar="RUN", help="Airflow DAG run id")
 
-    p = _sub(subs, "deploy", "publish compiled manifests of a target for the Airflow DAG loader",
+    p = _sub(subs, "deploy", "publish the compiled manifests of a target as releases and make them current "
+             "(a changed pipeline is a new release; an unchanged one, comments aside, publishes nothing)",
              "  mbt compile --target prod && mbt deploy --target prod\n"
-             "  mbt deploy --target prod --select training_churn_model_v1 --dry-run", common)
+             "  mbt deploy --target prod --select training_churn_model_v1 --dry-run   # field-level diff", common)
     p.add_argument("--target", "-t", required=True, metavar="T", help="deploy the manifests compiled for T")
     p.add_argument("--profile", metavar="P", help="profile holding T (default: as for compile)")
     p.add_argument("--select", "-s", action="append", metavar="NAME", default=[],
                    help="only these pipelines (repeatable; default: every manifest compiled for T)")
     p.add_argument("--to", metavar="URI", help="destination (default: the target's manifests.uri)")
     p.add_argument("--conn-id", metavar="CONN", help="connection for the destination (default: manifests.conn_id)")
-    p.add_argument("--force", action="store_true", help="overwrite a deployed pipeline whose content changed")
-    p.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    p.add_argument("--force", action="store_true", help="deprecated, ignored: changes never need it")
+    p.add_argument("--dry-run", action="store_true", help="show the changes and their diff, write nothing")
 
     p = _sub(subs, "clean", "prune old local runs (local_artifacts/) and stale target/ folders",
              "  mbt clean --dry-run\n  mbt clean --keep 3\n  mbt clean --keep 0   # every local run", common)
@@ -131,4 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", metavar="T", help="whose local storage to prune (default: the default target)")
     p.add_argument("--profile", metavar="P", help="profile holding T")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+
+    def release_command(name: str, help_: str, examples: str) -> argparse.ArgumentParser:
+        r = _sub(subs, name, help_, examples, common)
+        r.add_argument("pipeline", metavar="PIPELINE", help="pipeline name (its DAG id)")
+        r.add_argument("--target", "-t", metavar="T", help="the target whose manifests.uri holds the releases")
+        r.add_argument("--profile", metavar="P", help="profile holding T (default: as for compile)")
+        r.add_argument("--manifests", metavar="URI", help="manifests location (default: the target's manifests.uri)")
+        r.add_argument("--conn-id", metavar="CONN", help="connection for the location (default: manifests.conn_id)")
+        return r
+
+    p = release_command("rollback", "make an earlier release of a pipeline current again (the next DAG run "
+                        "executes it; running DAG runs keep their pinned release)",
+                        "  mbt rollback serving_churn_model_v1 --target prod          # the release before\n"
+                        "  mbt rollback serving_churn_model_v1 --target prod --to 3   # event #3 of `mbt releases`\n"
+                        "  mbt rollback serving_churn_model_v1 --target prod --to 9f2c01ab")
+    p.add_argument("--to", metavar="RELEASE", help="event number or hash prefix from `mbt releases` "
+                   "(default: the release current before this one)")
+    p.add_argument("--dry-run", action="store_true", help="show the change and its diff, write nothing")
+    p = release_command("undeploy", "remove a pipeline from Airflow: its DAG and schedule go at the next parse; "
+                        "releases and history stay (`mbt rollback` re-deploys)",
+                        "  mbt undeploy serving_churn_model_v1 --target prod")
+    p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
+    p = release_command("releases", "list the release history of a pipeline (* marks the current release)",
+                        "  mbt releases serving_churn_model_v1 --target prod\n"
+                        "  mbt releases serving_churn_model_v1 --manifests s3://mbt-manifests/prod/ --json")
+    p.add_argument("--json", action="store_true", help="print the history as JSON")
     return parser

@@ -8,9 +8,10 @@ tokens, ``role_arn``), and S3 errors are translated by ``S3Storage``'s one error
 Layout under a location (same on disk and in S3)::
 
     <pipeline>/manifest.json      current manifest of the pipeline (what the DAG loader lists)
-    <pipeline>/<hash-hex>.json    immutable pinned copy (what a task fetches by hash)
+    <pipeline>/<hash-hex>.json    immutable pinned copy = a release (what a task fetches by hash)
+    <pipeline>/releases.json      release history (``airflow_mbt.manifests.releases``)
 
-``ManifestLocation`` offers the four operations the store and the parse cache need, on keys
+``ManifestLocation`` offers the operations the store and the parse cache need, on keys
 relative to the location: ``list`` (key -> version, one request on S3), ``get`` (bytes and
 version, ``None`` when missing), ``put_if_absent`` and ``put_if_match`` (compare-and-swap; a
 failed precondition raises ``RegistryConflictError``). Nothing here imports boto3: the S3
@@ -106,6 +107,16 @@ class ManifestLocation:
 
     def put_if_match(self, key: str, data: bytes, version: str) -> None:
         self.storage.write_conditional(key, data, version)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (missing is fine); not conditional (see ``releases``)."""
+        if self.is_s3:
+            from airflow_mbt.plugins.storage.s3 import S3Storage
+
+            assert isinstance(self.storage, S3Storage)
+            self.storage.delete_prefix(key)  # just that key: no other key starts with "<pipeline>/<leaf>.json"
+        else:
+            Path(self.storage.uri(key)).unlink(missing_ok=True)
 
     def close(self) -> None:
         close = getattr(self.storage, "close", None)

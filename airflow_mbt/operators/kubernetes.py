@@ -50,6 +50,15 @@ def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, man
     return args
 
 
+def with_manifest_hash(arguments: list[str], content_hash: str) -> list[str]:
+    """``arguments`` of ``step_arguments`` with the value of ``--manifest-hash`` replaced."""
+    out = list(arguments)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--manifest-hash":
+            out[i + 1] = content_hash
+    return out
+
+
 def connection_env(connection_secrets: dict[str, str]) -> list[k8s.V1EnvVar]:
     """``AIRFLOW_CONN_<ID>`` from ``secretKeyRef`` {name: secret, key: conn id} per connection."""
     env = []
@@ -115,6 +124,16 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
         self.target = target
         self.manifest_uri = manifest_uri
         self.manifest_hash = manifest_hash
+
+    def execute(self, context: Any) -> Any:
+        """Run the pod with the release this DAG run pinned (``release_pin``)."""
+        from airflow_mbt.operators.release_pin import pinned_release
+
+        pin = pinned_release(context, self, self.manifest_hash)
+        if pin != self.manifest_hash:
+            self.arguments = with_manifest_hash(list(self.arguments or []), pin)
+            self.manifest_hash = pin
+        return super().execute(context)
 
     def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
         """A pod that exited with a non-retryable code (bad input, data contract) fails the task

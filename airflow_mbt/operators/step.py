@@ -21,6 +21,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_mbt.operators.failures import airflow_failures
+from airflow_mbt.operators.release_pin import pinned_release
 from airflow_mbt.operators.run_id import (
     XCOM_KEY,
     RunIdTemplateMixin,
@@ -56,8 +57,8 @@ def run_context_from_airflow(context: Any, run_id: str) -> Any:
 
 
 class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
-    """Fetch the manifest pinned by ``manifest_hash``, derive the MBT run id from the DAG run,
-    push it to XCom (key ``mbt_run_id``) and call ``runtime.executor.execute_step``.
+    """Fetch the release this DAG run pinned (``release_pin``; at first ``manifest_hash``), derive
+    the MBT run id from the DAG run, push it to XCom (key ``mbt_run_id``) and call ``runtime.executor.execute_step``.
 
     Returns the step result (``name``, ``status``, ``seconds``, ``outputs``) as the XCom value.
     """
@@ -88,6 +89,7 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
         ti = context["ti"]
         dag_run = context["dag_run"]
         with airflow_failures():
+            self.manifest_hash = pinned_release(context, self, self.manifest_hash)
             run_id = run_id_from_context(context)
             run = run_context_from_airflow(context, run_id)
             self.log.info("mbt run id %s (DAG run %s), step %s.%s, try %s, manifest %s",

@@ -45,7 +45,9 @@ def source_positions(pipeline: ValidatedPipeline) -> dict[str, list[Any]]:
             for path, loc in pipeline.doc.locs.items() if path}
 
 
-def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manifest:
+def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget,
+                   code: Mapping[str, Any] | None = None) -> Manifest:
+    """``code``: the project code hash (``airflow_mbt.project.code.project_code``), if any."""
     from airflow_mbt import __version__
 
     cfg = pipeline.config
@@ -71,6 +73,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
         "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {},
                                 monitoring=bool((cfg.get("serving") or {}).get("monitoring"))),
     }
+    if code:
+        body["code"] = dict(code)
     return Manifest.build(body)
 
 
@@ -80,7 +84,9 @@ def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
     """``warn`` receives the pipeline's validation warnings (e.g. a serving file's ``training:``)."""
     from airflow_mbt.pipeline.sql_check import dialect_of
 
+    from airflow_mbt.project.code import project_code
+
     pipeline = validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section))
     for warning in pipeline.warnings if warn is not None else ():
         warn(warning)
-    return build_manifest(pipeline, target)
+    return build_manifest(pipeline, target, project_code(project.root, pipeline.config))

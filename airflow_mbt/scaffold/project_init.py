@@ -20,9 +20,16 @@ from airflow_mbt.errors import MBTInputError
 FILES_DIR = Path(__file__).with_name("files")
 OVERLAYS = {"h2o": None, "sklearn": Path(__file__).with_name("sklearn")}
 PLACEHOLDER = "__PROJECT_NAME__"
+IMAGE_PLACEHOLDER = "__IMAGE_NAME__"  # the project's runner image name: the name in lower case
 RENAMES = {"gitignore.txt": ".gitignore"}
 SKIP = {"__pycache__", ".DS_Store"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def image_name(project: str) -> str:
+    """The project's image repository name (``zot-registry:5050/<this>``): lower case, dots and
+    runs of separators folded, so every project pushes its own image."""
+    return re.sub(r"[._-]{2,}", "-", project.lower()).strip("._-") or "mbt-project"
 
 
 def _copy_tree(src: Path, dest: Path, name: str) -> list[Path]:
@@ -41,6 +48,7 @@ def _copy_tree(src: Path, dest: Path, name: str) -> list[Path]:
         except UnicodeDecodeError:
             shutil.copyfile(path, out)
         else:
+            text = text.replace(IMAGE_PLACEHOLDER, image_name(name))
             out.write_text(text.replace(PLACEHOLDER, name), encoding="utf-8")
         shutil.copymode(path, out)
         written.append(out)

@@ -173,8 +173,8 @@ def run_ci(project: Path, env: dict, result: WorkflowResult) -> None:
 
 # -- Airflow -----------------------------------------------------------------------------------
 def reset_deployment(api: AirflowAPI, env: dict, timeout: float = 120) -> None:
-    """Fresh state, as on a new installation: no deployed manifests of the demo pipelines (a
-    deployed pipeline refuses other content) and no DAGs or DAG runs of them in Airflow."""
+    """Fresh state, as on a new installation: no deployed manifests (releases, history) of the
+    demo pipelines and no DAGs or DAG runs of them in Airflow."""
     s3 = s3_client(env)
     bucket, prefix = MANIFESTS
     for name in (TRAINING, SERVING):

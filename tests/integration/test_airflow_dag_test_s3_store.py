@@ -1,5 +1,5 @@
 """The manifest store and the parse-time cache against the stack's real S3 (SeaweedFS):
-publish/refuse/force with conditional writes, ETag-driven refresh (one LIST, GETs only for
+releases (publish, history with compare-and-swap, rollback, undeploy), ETag-driven refresh (one LIST, GETs only for
 changed manifests), and an S3 outage after a successful parse (every DAG from the cache)."""
 
 from __future__ import annotations
@@ -76,22 +76,47 @@ def _manifest(name: str, schedule: str = "@daily") -> Manifest:
     })
 
 
-def test_publish_refuse_force_on_s3(s3):
-    from airflow_mbt.manifests import fetch_manifest, publish_manifests
+def test_releases_publish_rollback_undeploy_on_s3(s3):
+    from airflow_mbt.manifests import fetch_manifest, load_manifests, publish_manifests
+    from airflow_mbt.manifests.releases import releases, rollback, undeploy
 
     v1, v2 = _manifest("churn_a"), _manifest("churn_a", "@hourly")
     assert [c["action"] for c in publish_manifests([v1], s3, dry_run=True)] == ["create"]
     [created] = publish_manifests([v1], s3)
     assert created["action"] == "create" and created["uri"] == f"{s3}churn_a/manifest.json"
     assert publish_manifests([v1], s3)[0]["action"] == "unchanged"
-    [refused] = publish_manifests([v2], s3)
-    assert refused["action"] == "refused" and "churn_a_v2" in refused["message"]
-    assert fetch_manifest(created["uri"]).schedule == "@daily"
-    assert publish_manifests([v2], s3, force=True)[0]["action"] == "update"
+    [updated] = publish_manifests([v2], s3)  # a change is a new release, never a refusal
+    assert updated["action"] == "update" and updated["previous_hash"] == v1.content_hash
     assert fetch_manifest(created["uri"]).schedule == "@hourly"
-    # both versions stay fetchable by hash (running DAG runs keep their version)
+    # both releases stay fetchable by hash (running DAG runs keep their release)
     assert fetch_manifest(created["uri"], expected_hash=v1.content_hash).schedule == "@daily"
-    assert fetch_manifest(created["pinned_uri"], expected_hash=v1.content_hash).content_hash == v1.content_hash
+    assert fetch_manifest(updated["pinned_uri"], expected_hash=v1.content_hash).content_hash == v1.content_hash
+    info = releases(s3, "churn_a")
+    assert [(e["action"], e["content_hash"]) for e in info["events"]] == [
+        ("deploy", v1.content_hash), ("deploy", v2.content_hash)] and info["current"] == v2.content_hash
+    assert rollback(s3, "churn_a")["hash"] == v1.content_hash
+    assert load_manifests(s3, ttl=0).manifests["churn_a"].content_hash == v1.content_hash
+    assert undeploy(s3, "churn_a")["action"] == "undeploy"
+    assert "churn_a" not in load_manifests(s3, ttl=0).manifests  # the DAG leaves Airflow
+    assert [e["action"] for e in releases(s3, "churn_a")["events"]] == ["deploy", "deploy", "rollback", "undeploy"]
+    assert rollback(s3, "churn_a", to="2")["hash"] == v2.content_hash  # re-deploy a release
+    assert load_manifests(s3, ttl=0).manifests["churn_a"].schedule == "@hourly"
+
+
+def test_history_compare_and_swap_loses_no_event_under_concurrent_writers(s3):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_mbt.manifests.backends import s3_location
+    from airflow_mbt.manifests.releases import append, history
+
+    def write(i: int) -> None:
+        append(s3_location(s3, "mbt_s3"), "churn_c", [{"action": "deploy", "content_hash": f"h{i}"}])
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(write, range(3)))
+    events, _ = history(s3_location(s3, "mbt_s3"), "churn_c")
+    assert sorted(e["content_hash"] for e in events) == ["h0", "h1", "h2"]
+    assert [e["n"] for e in events] == [1, 2, 3]
 
 
 def test_conditional_put_detects_concurrent_change(s3):
@@ -119,7 +144,7 @@ def test_refresh_gets_only_changed_manifests(s3, s3_calls):
     s3_calls.clear()
     again = load_manifests(s3, ttl=0)
     assert (again.fetched, again.from_cache) == (0, 4) and s3_calls == ["ListObjectsV2"]
-    publish_manifests([_manifest("pipe_2", "@weekly")], s3, force=True)
+    publish_manifests([_manifest("pipe_2", "@weekly")], s3)
     s3_calls.clear()
     changed = load_manifests(s3, ttl=0)
     assert s3_calls == ["ListObjectsV2", "GetObject"] and changed.manifests["pipe_2"].schedule == "@weekly"

@@ -111,6 +111,19 @@ def test_woodpecker_mbt_steps_publish_manifests_to_s3(ci_project):
         # Pushing the same commit again (a CI re-run) is a no-op, not a refusal.
         (rerun,) = _run_step(steps["deploy"], project, secrets)
         assert rerun.returncode == 0, rerun.stderr
+        assert rerun.stdout.count("unchanged") == 2, rerun.stdout
+        # A fix (here in lib/) is deployed by the same steps as a new release: no --force.
+        features = project / "lib" / "features.py"
+        features.write_text(features.read_text() + "\n# a fix\n")
+        for name in ("compile", "deploy"):
+            for proc in _run_step(steps[name], project, secrets):
+                assert proc.returncode == 0, f"{name}: {proc.args}\n{proc.stdout}\n{proc.stderr}"
+        for name in compiled:
+            local = json.loads((project / "target" / name / "manifest.json").read_text())
+            body = s3.get_object(Bucket=BUCKET, Key=f"{prefix}{name}/manifest.json")["Body"].read()
+            assert json.loads(body)["content_hash"] == local["content_hash"]
+            history = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}{name}/releases.json")["Body"].read())
+            assert [e["action"] for e in history["events"]] == ["deploy", "deploy"]
         # The deploy step has no credentials of its own: without the secret it fails clearly.
         (denied,) = _run_step(steps["deploy"], project, {"mbt_s3_connection": ""})
         assert denied.returncode == 2 and "mbt_s3" in denied.stderr

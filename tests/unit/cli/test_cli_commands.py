@@ -33,10 +33,11 @@ def project(tmp_path_factory):
 def test_version_and_help():
     assert mbt("--version", check_rc=0).stdout.strip() == "mbt 0.1.0"
     out = mbt("--help", check_rc=0).stdout
-    for command in ("init", "validate", "compile", "run", "step", "deploy"):
+    for command in ("init", "validate", "compile", "run", "step", "deploy", "rollback", "undeploy", "releases"):
         assert command in out
     assert "examples:" in out
-    for command in (["init"], ["validate"], ["compile"], ["run"], ["step", "execute"], ["deploy"]):
+    for command in (["init"], ["validate"], ["compile"], ["run"], ["step", "execute"], ["deploy"], ["rollback"],
+                    ["undeploy"], ["releases"]):
         text = mbt(*command, "--help", check_rc=0).stdout
         assert "examples:" in text and "mbt " + command[0] in text
 
@@ -133,9 +134,49 @@ def test_deploy_dry_run_and_publish(project, tmp_path):
     assert "was compiled from an older pipelines/" in stale.stderr
     source.write_text(original)
     mbt("compile", TRAIN, "--target", "prod", "--vars", "max_runtime_secs=99", cwd=project, check_rc=0)
-    proc = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=1)
-    assert "refused" in proc.stdout and "--force" in proc.stderr
-    assert "update" in mbt("deploy", "--target", "prod", "--to", store, "--force", cwd=project, check_rc=0).stdout
+    proc = mbt("deploy", "--target", "prod", "--to", store, cwd=project, check_rc=0)  # a new release, no --force
+    assert proc.stdout.startswith("update") and TRAIN in proc.stdout
+
+
+def test_release_flow_comment_lib_rollback_undeploy(tmp_path):
+    mbt("init", "rel-project", cwd=tmp_path, check_rc=0)
+    project, store = tmp_path / "rel-project", tmp_path / "store"
+
+    def deploy(*extra):
+        mbt("compile", TRAIN, "--target", "prod", cwd=project, check_rc=0)
+        return mbt("deploy", "--target", "prod", "--to", store, *extra, cwd=project, check_rc=0).stdout
+
+    assert deploy().startswith("create")
+    source = project / "pipelines" / f"{TRAIN}.yaml"
+    source.write_text("# a comment changes the YAML text, not the release\n" + source.read_text())
+    assert deploy().startswith("unchanged")
+    features = project / "lib" / "features.py"
+    features.write_text(features.read_text() + "\n\ndef double(df):\n    return df\n")
+    dry = deploy("--dry-run")
+    assert dry.startswith("(dry run) update") and "~ code.files.lib/features.py" in dry
+    assert deploy().startswith("update")
+    listing = mbt("releases", TRAIN, "--manifests", store, check_rc=0).stdout
+    assert [line.split()[1] for line in listing.splitlines()[1:3]] != [] and listing.count(" deploy ") == 2
+    history = json.loads(mbt("releases", TRAIN, "--manifests", store, "--json", check_rc=0).stdout)
+    first, second = (e["content_hash"] for e in history["events"])
+    assert history["current"] == second and first != second
+    out = mbt("rollback", TRAIN, "--manifests", store, check_rc=0).stdout
+    assert out.startswith("rollback") and first.split(":")[1][:12] in out
+    assert json.loads((store / TRAIN / "manifest.json").read_text())["content_hash"] == first
+    assert "unchanged" in mbt("rollback", TRAIN, "--manifests", store, "--to", "1", check_rc=0).stdout
+    mbt("rollback", TRAIN, "--manifests", store, "--to", second.split(":")[1][:10], check_rc=0)
+    assert json.loads((store / TRAIN / "manifest.json").read_text())["content_hash"] == second
+    bad = mbt("rollback", TRAIN, "--manifests", store, "--to", "99", check_rc=2)
+    assert "--to" in bad.stderr and "Traceback" not in bad.stderr
+    assert mbt("undeploy", TRAIN, "--manifests", store, check_rc=0).stdout.startswith("undeploy")
+    assert not (store / TRAIN / "manifest.json").exists()
+    assert (store / TRAIN / f"{second.split(':')[1]}.json").is_file()  # releases stay
+    history = json.loads(mbt("releases", TRAIN, "--manifests", store, "--json", check_rc=0).stdout)
+    assert history["current"] is None
+    assert [e["action"] for e in history["events"]] == ["deploy", "deploy", "rollback", "rollback", "undeploy"]
+    assert "absent" in mbt("undeploy", TRAIN, "--manifests", store, check_rc=0).stdout
+    mbt("rollback", TRAIN, "--manifests", store, "--to", "1", check_rc=0)  # re-deploys after an undeploy
+    assert json.loads((store / TRAIN / "manifest.json").read_text())["content_hash"] == first
 
 
 def test_tampered_manifest_is_an_input_error_naming_the_field(project):

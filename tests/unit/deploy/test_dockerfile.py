@@ -139,6 +139,32 @@ def test_runner_image_pins_match_pyproject_and_lock():
     assert copied_src & set(words), "pip install must install the copied airflow-mbt source"
 
 
+def test_runner_image_installs_the_locked_versions():
+    """The image's one pip install is constrained by requirements/lock.txt, copied into the image,
+    and the versions it names explicitly are the locked ones: every dependency gets the version
+    the tests ran on."""
+    d = runner()
+    (pip,) = [i for i in d.all("RUN") if "pip install" in i.value]
+    words = pip.words()
+    flag = next((w for w in ("--constraint", "-c") if w in words), None)
+    assert flag, f"{RUNNER_DOCKERFILE}:{pip.line}: pip install needs --constraint requirements/lock.txt"
+    constraint = words[words.index(flag) + 1]
+    [lock_copy] = [c for c in d.copies() if "requirements/lock.txt" in c.sources]
+    assert lock_copy.dest == constraint, f"{constraint} is not the copied lock ({lock_copy.dest})"
+    locked = pins("requirements/lock.txt")
+    args = d.arg_defaults()
+    named = set()
+    for word in words:
+        name, sep, version = word.strip('"').partition("==")
+        if sep:
+            named.add(name)
+            version = version.replace("${AIRFLOW_VERSION}", args["AIRFLOW_VERSION"]).replace(
+                "${H2O_VERSION}", args["H2O_VERSION"]).replace("${MLFLOW_VERSION}", args["MLFLOW_VERSION"])
+            assert locked.get(name) == version, f"{RUNNER_DOCKERFILE}:{pip.line}: {name}=={version}, lock has " \
+                                                f"{locked.get(name)}"
+    assert {"apache-airflow", "h2o", "mlflow"} <= named, named
+
+
 def test_runner_image_copy_sources_exist_and_pass_its_dockerignore():
     ignore = (ROOT / "runner_image" / "Dockerfile.dockerignore").read_text(encoding="utf-8")
     copies = runner().copies()
@@ -207,4 +233,5 @@ def test_mbt_init_writes_the_deployment_files(tmp_path):
                          text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     for name in ("Dockerfile", ".woodpecker.yml", ".dockerignore"):
-        assert (tmp_path / "demo" / name).read_text() == (PROJECT_FILES / name).read_text(), name
+        expected = (PROJECT_FILES / name).read_text().replace("__IMAGE_NAME__", "demo")
+        assert (tmp_path / "demo" / name).read_text() == expected, name

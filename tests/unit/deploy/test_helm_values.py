@@ -16,6 +16,7 @@ from deploy_common import (
     pins,
     prod_profile,
     profile_prod_image,
+    project_dockerfile,
     provider_info,
     runner,
     schema,
@@ -41,7 +42,10 @@ def test_helm_values_run_the_project_image_with_kubernetes_executor():
     values = helm()
     assert values["executor"] == "KubernetesExecutor"
     image = values["images"]["airflow"]
-    assert f"{image['repository']}:{image['tag']}" == profile_prod_image()
+    # Airflow runs the versioned airflow-mbt base image; step pods run each project's own image
+    assert f"{image['repository']}:{image['tag']}" == project_dockerfile().arg_defaults()["MBT_BASE_IMAGE"]
+    assert image["tag"] != "latest" and values["defaultAirflowTag"] == image["tag"]
+    assert profile_prod_image().rsplit(":", 1)[0] != image["repository"]
     assert values["airflowVersion"] == pins("requirements/lock.txt")["apache-airflow"]
     assert values["dags"]["gitSync"]["enabled"] is False
     assert values["dags"]["persistence"]["enabled"] is False

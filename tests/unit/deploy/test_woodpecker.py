@@ -65,8 +65,12 @@ def test_woodpecker_image_build_uses_buildx_with_credentials_from_secrets():
     assert build["image"].startswith("woodpeckerci/plugin-docker-buildx:")
     settings = build["settings"]
     assert settings["registry"] == "zot-registry:5050"
-    assert f"{settings['repo']}:latest" == profile_prod_image()
-    assert "latest" in settings["tags"]
+    # one image per project, tagged by commit only (never latest); compile records that tag
+    assert settings["repo"] == "zot-registry:5050/__IMAGE_NAME__"
+    assert settings["tags"] == ["${CI_COMMIT_SHA}"]
+    compile_env = woodpecker()["steps"]["compile"]["environment"]
+    assert compile_env["MBT_RUNNER_IMAGE"] == f"{settings['repo']}:${{CI_COMMIT_SHA}}"
+    assert profile_prod_image().rsplit(":", 1)[0] == settings["repo"]
     assert (PROJECT_FILES / settings["dockerfile"]).is_file()
     for cred in ("username", "password"):
         assert set(settings[cred]) == {"from_secret"}, cred
@@ -116,5 +120,5 @@ def test_woodpecker_commands_are_real_mbt_subcommands_with_real_flags():
 
 
 def test_cli_flag_reader_sees_real_flags_only():
-    assert {"--target", "--force", "--dry-run"} <= cli_flags("deploy")
+    assert {"--target", "--dry-run"} <= cli_flags("deploy")
     assert "--no-such-flag" not in cli_flags("deploy")

@@ -1,5 +1,5 @@
-"""airflow_mbt.manifests.store on a local folder: publish (create/unchanged/refused/update, dry
-run) and fetch pinned by hash (with the local cache)."""
+"""airflow_mbt.manifests.store on a local folder: publish (create/unchanged/update, dry
+run with diff) and fetch pinned by hash (with the local cache)."""
 
 from __future__ import annotations
 
@@ -29,20 +29,17 @@ def test_publish_creates_pinned_and_current_then_unchanged(tmp_path):
     assert publish_manifests([m], str(dest))[0]["action"] == "unchanged"
 
 
-def test_changed_content_is_refused_unless_forced(tmp_path):
+def test_changed_content_is_a_new_release_never_refused(tmp_path):
     dest = tmp_path / "store"
     v1 = build_manifest("serving_churn", "serving")
     v2 = build_manifest("serving_churn", "serving", schedule="@hourly")
     publish_manifests([v1], str(dest))
-    [refused] = publish_manifests([v2], str(dest))
-    assert refused["action"] == "refused"
-    assert "serving_churn_v2" in refused["message"]
-    assert json.loads((dest / "serving_churn" / "manifest.json").read_text())["schedule"] == "@daily"
-    [dry] = publish_manifests([v2], str(dest), force=True, dry_run=True)
+    [dry] = publish_manifests([v2], str(dest), dry_run=True)
     assert dry["action"] == "update" and dry["previous_hash"] == v1.content_hash
+    assert '~ schedule: "@daily" -> "@hourly"' in dry["diff"]
     assert not (dest / "serving_churn" / f"{hash_hex(v2.content_hash)}.json").exists()
-    [forced] = publish_manifests([v2], str(dest), force=True)
-    assert forced["action"] == "update"
+    [update] = publish_manifests([v2], str(dest))
+    assert update["action"] == "update"
     assert json.loads((dest / "serving_churn" / "manifest.json").read_text())["schedule"] == "@hourly"
     # the old pinned copy stays, so running tasks of the old version still find it
     assert fetch_manifest(str(dest / "serving_churn" / "manifest.json"),
@@ -77,7 +74,7 @@ def test_fetch_wrong_hash_is_input_error(tmp_path):
     # no pinned copy of that version: the current manifest is read and does not match
     with pytest.raises(MBTInputError, match="expected sha256:") as err:
         fetch_manifest(str(dest / "training_churn" / "manifest.json"), expected_hash=other.content_hash)
-    assert "new pipeline version" in err.value.hint
+    assert "pinned by this DAG run" in err.value.hint
     with pytest.raises(MBTInputError, match="not found"):
         fetch_manifest(str(dest / "nothing" / "manifest.json"))
 
