@@ -57,10 +57,14 @@ SERVING_STEPS: tuple[StepSpec, ...] = (
     _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
 )
 
+# appended to SERVING_STEPS by the compiler when the pipeline has ``serving.partitions``
+VERIFY_STEP = _s("verify", ["publish_result"], [("verify_result", JSON)],
+                 "Check that the partitions' published rows add up to the source rows of the run")
+
 STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
                                                   PipelineKind.SERVING: SERVING_STEPS}
 ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS)
-REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS}
+REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS + (VERIFY_STEP,)}
 
 
 def step_spec(name: str) -> StepSpec | None:

@@ -13,11 +13,12 @@ from airflow_mbt.pipeline.cadence import to_schedule
 from airflow_mbt.pipeline.validation import ValidatedPipeline, validate_pipeline
 from airflow_mbt.project.profiles import ResolvedTarget
 from airflow_mbt.project.root import Project
-from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
+from airflow_mbt.step_specs import STEPS_BY_KIND, VERIFY_STEP, dependencies
 
 
-def manifest_steps(kind: str, step_settings: dict) -> list[dict]:
-    specs = STEPS_BY_KIND[kind]
+def manifest_steps(kind: str, step_settings: dict, partitioned: bool = False) -> list[dict]:
+    """The steps of a pipeline of ``kind``; a partitioned serving pipeline ends with ``verify``."""
+    specs = STEPS_BY_KIND[kind] + ((VERIFY_STEP,) if partitioned else ())
     deps = dependencies(specs)
     return [{"name": s.name, "inputs": list(s.inputs),
              "outputs": [{"name": n, "kind": k} for n, k in s.outputs],
@@ -68,7 +69,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
         "config": cfg,
         "criteria": compiled_criteria(cfg),
         "positions": source_positions(pipeline),
-        "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {}),
+        "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {},
+                                partitioned=bool((cfg.get("serving") or {}).get("partitions"))),
     }
     return Manifest.build(body)
 

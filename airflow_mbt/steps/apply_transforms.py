@@ -3,6 +3,7 @@ chunk: custom transforms, the feature contract check (one ``DataContractError`` 
 of a chunk; the first chunk sees every column problem), then the fitted impute/scale/encode. The
 id column is kept in front of the feature columns. Every step of the replay is row-wise, so the
 chunked result equals the whole-frame one (custom transforms used in serving must be row-wise too).
+Empty chunks (an empty partition) are skipped: the output is then an empty table.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def run(ctx, inputs: dict) -> dict:
     out = ctx.table_writer("features")
     with out:
         for df in frames(inputs["scoring_data"], ctx.chunk_rows()):
+            if df.empty:  # an empty partition (serving.partitions): nothing to transform
+                continue
             df = custom_transforms.apply(df, specs, ctx.project_dir)
             contract.check(df, pre, source=f"table {table!r}")
             data_checks.reject_non_finite(df, {id_col} if id_col else set(), f"table {table!r}")
