@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from ml_pipeline_fixtures import (dev_target, fetch, make_manifest, make_project, serving_config,  # noqa: E402
-                                  train_once)
+                                  train_once, training_config)
 
 from airflow_mbt.runtime.context import RunContext, TargetRuntime  # noqa: E402
 from airflow_mbt.runtime.invocation import invoke  # noqa: E402
@@ -43,7 +43,9 @@ def _scores(conn, schema: str, pipeline: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("scale_parts"), n_customers=600, n_score=N_SCORE)
-    _manifest, _run_id, mlflow_run = train_once(root)
+    _manifest, _run_id, mlflow_run = train_once(root, training_config(training={
+        "evaluation": {"generate_plots": False},
+        "model_training": {"config": {"model": "RandomForestClassifier", "n_estimators": 10, "max_depth": 4}}}))
     return root, mlflow_run["run_id"]
 
 
