@@ -3,7 +3,9 @@
 One DAG per manifest: ``dag_id`` = pipeline name, schedule from the manifest, default_args from
 ``target.orchestrator.config.default_args``, one task per step (``MBTStepOperator``, or
 ``MBTKubernetesStepOperator`` when the target's executor is ``kubernetes``; the Kubernetes
-provider is imported only then), dependencies from ``depends_on``. When Airflow parses for one
+provider is imported only then), dependencies from ``depends_on``. With ``serving.partitions``
+the partitioned steps form one mapped task group (``partition_group``), expanded over the
+partitions. When Airflow parses for one
 task (``get_parsing_context().dag_id``), only that DAG is built. Nothing heavy is imported at
 module level.
 """
@@ -78,21 +80,35 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
                                       manifest_hash=manifest.content_hash, target=manifest.target_name,
                                       manifest_conn_id=manifest_conn_id)
         tasks: dict[str, Any] = {}
-        for step in manifest.steps:
+
+        def make_task(step: Any, partitioned: bool = False) -> Any:
             if kind == ExecutorType.KUBERNETES:
                 from airflow_mbt.manifest import plain
                 from airflow_mbt.operators.kubernetes import MBTKubernetesStepOperator
 
-                tasks[step.name] = MBTKubernetesStepOperator(
+                return MBTKubernetesStepOperator(
                     step=step.name, executor_config=plain(manifest.target.executor.config),
-                    resources=dict(step.resources), **common)
-            else:
-                from airflow_mbt.operators.step import MBTStepOperator
+                    resources=dict(step.resources), partitioned=partitioned, **common)
+            from airflow_mbt.operators.step import MBTStepOperator
 
-                tasks[step.name] = MBTStepOperator(step=step.name, project_dir=project_dir, **common)
+            return MBTStepOperator(step=step.name, project_dir=project_dir, **common)
+
+        from airflow_mbt.partitions import is_partitioned_step, plan_of
+
+        plan = plan_of(manifest.config)
+        mapped = [s for s in manifest.steps if is_partitioned_step(plan, s.name)]
+        for step in manifest.steps:
+            if step not in mapped:
+                tasks[step.name] = make_task(step)
+        if mapped and plan is not None:
+            tasks.update(partition_group(mapped, make_task, plan.count))
+        edges: set[tuple[int, int]] = set()
         for step in manifest.steps:
             for upstream in step.depends_on:
-                tasks[upstream] >> tasks[step.name]
+                a, b = tasks[upstream], tasks[step.name]
+                if a is not b and (id(a), id(b)) not in edges:  # edges inside the group are set in it
+                    edges.add((id(a), id(b)))
+                    a >> b
     return dag
 
 
@@ -112,6 +128,27 @@ def _no_gc_pauses() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+PARTITION_GROUP = "partitions"
+
+
+def partition_group(steps: list[Any], make_task: Any, count: int) -> dict[str, Any]:
+    """The partitioned steps (``serving.partitions``) as ONE mapped task group ``partitions``,
+    expanded over ``range(count)``: per partition a chain of tasks whose ``map_index`` is the
+    partition (the operators read it from the task instance); a failed partition is retried
+    alone. Returns step name -> the group, for the dependencies outside it."""
+    from airflow.sdk import task_group
+
+    def body(partition: Any) -> None:  # the mapped argument; tasks read ti.map_index instead
+        inner = {step.name: make_task(step, True) for step in steps}
+        for step in steps:
+            for upstream in step.depends_on:
+                if upstream in inner:
+                    inner[upstream] >> inner[step.name]
+
+    group = task_group(group_id=PARTITION_GROUP)(body).expand(partition=list(range(count)))
+    return {step.name: group for step in steps}
 
 
 def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from datetime import date, datetime
 from typing import Any
 
 from airflow_mbt.errors import MBTInputError
+from airflow_mbt.partitions import PartitionFilter
 
 RUN_PARAMETERS = ("ds", "logical_date", "interval_start", "interval_end")
 PARAM_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -51,16 +52,20 @@ class SourceQuery:
     query: tuple[Segment, ...] | None
     where: tuple[Segment, ...] | None
     field: str
+    partition: PartitionFilter | None = None  # one partition of serving.partitions (partitions.py)
 
     @property
     def is_plain_table(self) -> bool:
-        return self.query is None and self.where is None
+        return self.query is None and self.where is None and self.partition is None
 
     @property
     def label(self) -> str:
         """For log lines and messages: the table or ``query``."""
         base = self.table if self.query is None else "query"
-        return f"{base} where ..." if self.where is not None else str(base)
+        label = f"{base} where ..." if self.where is not None else str(base)
+        if self.partition is not None:
+            label += f" partition {self.partition.index + 1}/{self.partition.count}"
+        return label
 
 
 def split_template(text: str) -> list[str | tuple[str]]:
@@ -112,9 +117,11 @@ def _bind(text: str, values: Mapping[str, Any], field: str) -> tuple[Segment, ..
     return tuple(out)
 
 
-def bind(config: Mapping[str, Any], section: str, run: Any = None) -> SourceQuery:
+def bind(config: Mapping[str, Any], section: str, run: Any = None,
+         partition: PartitionFilter | None = None) -> SourceQuery:
     """The ``<section>.data_source`` of a compiled pipeline config bound to ``run`` (a
-    ``RunContext`` or None). An input error when it names neither a table nor a query."""
+    ``RunContext`` or None), restricted to ``partition`` when given. An input error when it names
+    neither a table nor a query."""
     source = (config.get(section) or {}).get("data_source") or {}
     key = TABLE_KEYS[section]
     base = f"{section}.data_source"
@@ -130,7 +137,7 @@ def bind(config: Mapping[str, Any], section: str, run: Any = None) -> SourceQuer
         table=table or None,
         query=_bind(query, values, f"{base}.query") if query else None,
         where=_bind(where, values, f"{base}.where") if where else None,
-        field=f"{base}.query" if query else f"{base}.{key}")
+        field=f"{base}.query" if query else f"{base}.{key}", partition=partition)
 
 
 def bind_expression(text: str, run: Any, field: str) -> tuple[Segment, ...]:
@@ -148,3 +155,63 @@ def duckdb_sql(segments: tuple[Segment, ...]) -> tuple[str, list[Any]]:
         else:
             text.append(seg)
     return "".join(text), params
+
+
+# ---- partitions (serving.partitions): the filter of one partition as SQL segments ---------------
+NUMERIC_TYPES = {"postgres": {"int2", "int4", "int8", "float4", "float8", "numeric", "oid"},
+                 "duckdb": {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL"}}
+TEMPORAL_TYPES = {"postgres": {"date", "timestamp", "timestamptz"},
+                  "duckdb": {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS",
+                             "TIMESTAMP_NS"}}
+
+
+def quote_ident(name: str) -> str:
+    """A column name as a double-quoted SQL identifier (PostgreSQL and DuckDB)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def range_value_sql(part: PartitionFilter, column_type: str, dialect: str) -> str:
+    """The numeric value ``by_range`` splits on: the column as a double, a date or timestamp as
+    its epoch seconds. An input error naming ``serving.partitions.by_range`` for another type."""
+    base = column_type.upper().split("(")[0] if dialect == "duckdb" else column_type
+    col = quote_ident(part.column)
+    if base in TEMPORAL_TYPES[dialect]:
+        return f"CAST(EXTRACT(EPOCH FROM {col}) AS DOUBLE PRECISION)"
+    if base in NUMERIC_TYPES[dialect] or base.startswith("DECIMAL"):
+        return f"CAST({col} AS DOUBLE PRECISION)"
+    raise MBTInputError(f"by_range column {part.column!r} has type {column_type}, not a number, date or timestamp",
+                        field="serving.partitions.by_range",
+                        hint="use a numeric or time column, or by: <key column> to split on a hash")
+
+
+def partition_value(part: PartitionFilter, types: Mapping[str, str], dialect: str) -> str | None:
+    """Check that the partition column is a column of the source (``types``: column -> type) and
+    return the ``by_range`` value SQL (``range_value_sql``), or ``None`` for a hash partition."""
+    if part.column not in types:
+        raise MBTInputError(f"partition column {part.column!r} is not a column of the data source",
+                            field="serving.partitions", hint=f"columns: {', '.join(types)}")
+    return range_value_sql(part, types[part.column], dialect) if part.method == "range" else None
+
+
+def partition_predicate(part: PartitionFilter, dialect: str, value_sql: str | None = None,
+                        bounds: tuple[Any, Any] | None = None) -> tuple[Segment, ...]:
+    """``<partition of the row> = index`` as segments (values as ``Param``); NULL keys fall in
+    partition 0. ``hash``: the engine's hash of the key as text (``hashtextextended`` in
+    PostgreSQL, ``hash`` in DuckDB: stable across runs, not across engines). ``range``: equal-width
+    bucket of ``value_sql`` (``range_value_sql``) over ``bounds`` = (min, max) of the source."""
+    n, i = Param("partition_count", part.count), Param("partition_index", part.index)
+    col = quote_ident(part.column)
+    bucket: tuple[Segment, ...]
+    if part.method != "range":
+        if dialect == "postgres":
+            bucket = ("mod(mod(hashtextextended(CAST(", col, " AS text), 0), ", n, ") + ", n, ", ", n, ")")
+        else:
+            bucket = ("hash(CAST(", col, " AS VARCHAR)) % CAST(", n, " AS UBIGINT)")
+    else:
+        lo, hi = bounds or (None, None)
+        lo_p, hi_p = Param("partition_min", lo), Param("partition_max", hi)
+        bucket = ("LEAST(CAST(", n, " AS INTEGER) - 1, CAST(FLOOR((", value_sql or col, " - CAST(", lo_p,
+                  " AS DOUBLE PRECISION)) * ", n, " / NULLIF(CAST(", hi_p, " AS DOUBLE PRECISION) - CAST(", lo_p,
+                  " AS DOUBLE PRECISION), 0)) AS INTEGER))")
+    return ("(CASE WHEN ", col, " IS NULL THEN 0 ELSE COALESCE(", *bucket, ", 0) END) = ", i)

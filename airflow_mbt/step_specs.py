@@ -64,10 +64,14 @@ MONITOR_STEP = _s("monitor", ["model", "preprocessor", "scoring_data", "predicti
 OPTIONAL_STEPS: dict[str, tuple[StepSpec, ...]] = {PipelineKind.SERVING: (MONITOR_STEP,)}
 GATES: dict[str, tuple[str, ...]] = {"publish": ("monitor",)}  # step -> steps it waits for when present
 
+# appended to SERVING_STEPS by the compiler when the pipeline has ``serving.partitions``
+VERIFY_STEP = _s("verify", ["publish_result"], [("verify_result", JSON)],
+                 "Check that the partitions' published rows add up to the source rows of the run")
+
 STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
                                                   PipelineKind.SERVING: SERVING_STEPS}
 ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP,))
-REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP,)}
+REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP, VERIFY_STEP)}
 
 
 def steps_of(kind: str, *, monitoring: bool = False) -> tuple[StepSpec, ...]:

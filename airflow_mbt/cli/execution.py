@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
     runtime = TargetRuntime.from_manifest(manifest, project_dir=project.root)
     try:
         with sigterm_raises():
-            results = run_pipeline(manifest, runtime, run=run, progress=Progress())
+            results = run_pipeline(manifest, runtime, run=run, progress=Progress(), parallel=args.parallel)
     except BaseException:
         print(f"Run {run_id} failed; step results in {_results_path(project, manifest)}", file=sys.stderr)
         raise
@@ -157,7 +157,7 @@ def cmd_step_execute(args) -> int:
                      interval_start=_date_arg(args.interval_start, "--interval-start"),
                      interval_end=_date_arg(args.interval_end, "--interval-end"),
                      run_type=args.run_type or RUN_TYPE_LOCAL, dag_id=args.dag_id or None,
-                     airflow_run_id=args.airflow_run_id or None)
+                     airflow_run_id=args.airflow_run_id or None, partition=args.partition)
     import time
 
     from airflow_mbt.runtime import run_results

@@ -47,6 +47,28 @@ def _target_options(p: argparse.ArgumentParser, vars_: bool = True) -> None:
                        help="template variable for {{ var('K') }}; repeatable, or a YAML mapping '{k: v}'")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _partition_index(text: str) -> int | None:
+    if text in ("", "-1"):  # an unmapped task's map_index: no partition
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a partition number >= 0, got {text!r}")
+    return value
+
+
 def _sub(subs, name: str, help_: str, examples: str, common) -> argparse.ArgumentParser:
     return subs.add_parser(name, help=help_, description=help_, epilog=f"examples:\n{examples}",
                            formatter_class=_Formatter, parents=[common])
@@ -82,11 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "run", "compile, then run every step of a pipeline in this process",
              "  mbt run --select training_churn_model_v1 --target dev\n"
-             "  mbt run --select training_churn_model_v1 --vars max_runtime_secs=30", common)
+             "  mbt run --select training_churn_model_v1 --vars max_runtime_secs=30\n"
+             "  mbt run --select serving_partitioned --parallel 2   # serving.partitions, 2 processes", common)
     p.add_argument("--select", "-s", required=True, metavar="NAME", help="the pipeline to run")
     p.add_argument("--run-id", metavar="R", help="run id to use (default: a new run_YYYYMMDD_HHMMSS_<16 hex>)")
     p.add_argument("--logical-date", metavar="DATE", help="the date the run is for, YYYY-MM-DD or ISO 8601 "
                    "(default: now, UTC); the interval is the cadence period ending at it")
+    p.add_argument("--parallel", type=_positive_int, default=1, metavar="K",
+                   help="with serving.partitions: score K partitions at a time in K processes "
+                        "(default 1: one partition after another)")
     _target_options(p)
 
     p = _sub(subs, "step", "run one step of a compiled pipeline (used by pods and operators)",
@@ -115,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run-type", metavar="TYPE", help="Airflow run type (scheduled, manual, backfill, ...)")
     e.add_argument("--dag-id", metavar="DAG", help="Airflow DAG id of the run")
     e.add_argument("--airflow-run-id", metavar="RUN", help="Airflow DAG run id")
+    e.add_argument("--partition", type=_partition_index, default=None, metavar="I",
+                   help="with serving.partitions: the partition (0..count-1) a partitioned step runs for "
+                        "(Airflow passes the mapped task's map_index)")
 
     p = _sub(subs, "deploy", "publish the compiled manifests of a target as releases and make them current "
              "(a changed pipeline is a new release; an unchanged one, comments aside, publishes nothing)",

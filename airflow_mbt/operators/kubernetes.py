@@ -3,7 +3,9 @@
 Image, namespace and service account come from the manifest target's ``executor.config``;
 container requests/limits from the step's ``resources``. Connections reach the pod only as
 ``AIRFLOW_CONN_<ID>`` env vars that reference Kubernetes Secrets (``secretKeyRef``, key = conn
-id, from ``executor.config.connection_secrets``) - never as values.
+id, from ``executor.config.connection_secrets``) - never as values. A partitioned step
+(``partitioned=True``, in the mapped task group of ``serving.partitions``) is one pod per
+partition: its arguments end with ``--partition {{ ti.map_index }}``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ RUN_CONTEXT_ARGUMENTS = [
     "--dag-id", "{{ dag_run.dag_id }}",
     "--airflow-run-id", "{{ dag_run.run_id }}",
 ]
+
+
+# a step of the mapped task group ``partitions`` (serving.partitions): its map index is the partition
+PARTITION_ARGUMENTS = ["--partition", "{{ ti.map_index }}"]
 
 
 def step_arguments(pipeline: str, step: str, target: str, manifest_uri: str, manifest_hash: str,
@@ -93,7 +99,7 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
 
     def __init__(self, *, pipeline: str, step: str, manifest_uri: str, manifest_hash: str, target: str,
                  executor_config: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
-                 manifest_conn_id: str | None = None, **kwargs: Any) -> None:
+                 manifest_conn_id: str | None = None, partitioned: bool = False, **kwargs: Any) -> None:
         cfg = dict(executor_config or {})
         image = kwargs.pop("image", None) or cfg.get("image")
         if not image:
@@ -115,7 +121,7 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
             kwargs.setdefault("image_pull_policy", cfg["image_pull_policy"])
         super().__init__(image=image, cmds=["mbt"],
                          arguments=step_arguments(pipeline, step, target, manifest_uri, manifest_hash,
-                                                   manifest_conn_id),
+                                                   manifest_conn_id) + (PARTITION_ARGUMENTS if partitioned else []),
                          env_vars=env + list(kwargs.pop("env_vars", None) or []),
                          container_resources=kwargs.pop("container_resources", None) or container_resources(resources),
                          **kwargs)

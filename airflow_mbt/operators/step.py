@@ -1,6 +1,7 @@
 """``MBTStepOperator``: run one manifest step inside the Airflow worker process.
 
-The run context (``run_context_from_airflow``) comes from the task context: logical date
+The run context (``run_context_from_airflow``) comes from the task context (a mapped task's
+``map_index`` is its partition, ``serving.partitions``): logical date
 (``run_after`` for a run without one), Airflow's data interval, run type, try number, dag id
 and DAG run id; the invocation path completes the interval from the cadence when Airflow's is
 empty (start == end under ``CronTriggerTimetable``).
@@ -47,7 +48,9 @@ def run_context_from_airflow(context: Any, run_id: str) -> Any:
         return utc(value) if value is not None else None
 
     run_type = getattr(dag_run, "run_type", None)
-    return RunContext(run_id=run_id, try_number=int(context["ti"].try_number),
+    map_index = getattr(context["ti"], "map_index", -1)
+    return RunContext(partition=map_index if isinstance(map_index, int) and map_index >= 0 else None,
+                      run_id=run_id, try_number=int(context["ti"].try_number),
                       logical_date=moment(context.get("logical_date") or getattr(dag_run, "logical_date", None)
                                           or getattr(dag_run, "run_after", None)),
                       interval_start=moment(context.get("data_interval_start")),

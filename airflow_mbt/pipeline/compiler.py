@@ -13,11 +13,14 @@ from airflow_mbt.pipeline.cadence import to_schedule
 from airflow_mbt.pipeline.validation import ValidatedPipeline, validate_pipeline
 from airflow_mbt.project.profiles import ResolvedTarget
 from airflow_mbt.project.root import Project
-from airflow_mbt.step_specs import dependencies, steps_of
+from airflow_mbt.step_specs import VERIFY_STEP, dependencies, steps_of
 
 
-def manifest_steps(kind: str, step_settings: dict, *, monitoring: bool = False) -> list[dict]:
-    specs = steps_of(kind, monitoring=monitoring)
+def manifest_steps(kind: str, step_settings: dict, *, monitoring: bool = False,
+                   partitioned: bool = False) -> list[dict]:
+    """The steps of a pipeline of ``kind``: ``monitor`` before publish with ``serving.monitoring``,
+    and a partitioned serving pipeline ends with ``verify``."""
+    specs = steps_of(kind, monitoring=monitoring) + ((VERIFY_STEP,) if partitioned else ())
     deps = dependencies(specs)
     return [{"name": s.name, "inputs": list(s.inputs),
              "outputs": [{"name": n, "kind": k} for n, k in s.outputs],
@@ -71,7 +74,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget,
         "criteria": compiled_criteria(cfg),
         "positions": source_positions(pipeline),
         "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {},
-                                monitoring=bool((cfg.get("serving") or {}).get("monitoring"))),
+                                monitoring=bool((cfg.get("serving") or {}).get("monitoring")),
+                                partitioned=bool((cfg.get("serving") or {}).get("partitions"))),
     }
     if code:
         body["code"] = dict(code)

@@ -155,6 +155,7 @@ class RunContext:
     dag_id: str | None = None
     airflow_run_id: str | None = None
     run_type: str | None = None
+    partition: int | None = None  # the partition of serving.partitions this step runs for (partitions.py)
 
     @property
     def ds(self) -> str | None:
@@ -172,7 +173,8 @@ class RunContext:
 
         return {"run_id": self.run_id, "try_number": self.try_number, "logical_date": iso(self.logical_date),
                 "ds": self.ds, "interval_start": iso(self.interval_start), "interval_end": iso(self.interval_end),
-                "dag_id": self.dag_id, "airflow_run_id": self.airflow_run_id, "run_type": self.run_type}
+                "dag_id": self.dag_id, "airflow_run_id": self.airflow_run_id, "run_type": self.run_type,
+                **({"partition": self.partition} if self.partition is not None else {})}
 
 
 @dataclass

@@ -5,6 +5,8 @@ It fetches the step's declared inputs from the run's artifact registry (sha256 v
 the step up in the ``StepSpec`` registry (``step_specs.py``: ``spec.module`` defines
 ``run(ctx, inputs)``), calls it in a fresh work directory, checks and stores the declared outputs
 at ``<pipeline>/<run_id>/<step>/<artifact><ext>`` and records them in one conditional registry update.
+A partitioned step (``serving.partitions``, ``partitions.py``) runs for ``run.partition``: its
+outputs go to ``<pipeline>/<run_id>/<step>/p<i>/<artifact><ext>``, registered as ``<artifact>@p<i>``.
 Re-running a step for the same run overwrites its outputs (idempotent retries). Exceptions from
 the step propagate unchanged: classifying them is the invocation path's job. The caller owns
 ``runtime`` and closes it.
@@ -25,6 +27,7 @@ from typing import Any
 from airflow_mbt.constants import StepStatus
 from airflow_mbt.errors import MBTError, MBTInputError, StepTerminated
 from airflow_mbt.manifest import Manifest, ManifestStep
+from airflow_mbt.partitions import PARTITIONED_STEPS, artifact_name, is_partitioned_step, plan_of, storage_step
 from airflow_mbt.runtime import artifacts
 from airflow_mbt.runtime.context import RunContext, StepContext, TargetRuntime
 from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
@@ -73,15 +76,16 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
         storage = runtime.storage()
         registry = ArtifactRegistry(storage, run_id, pipeline=manifest.name)
         registry.load()
-        producers = manifest.producers()
-        found = {name: registry.lookup(name, producers.get(name)) for name in step.inputs}  # all, first
-        inputs = {name: artifacts.fetch(storage, name, entry, scratch) for name, entry in found.items()}
+        partition = _partition(manifest, step.name, run)
+        found = _input_entries(manifest, step, registry, partition)  # all, first
+        inputs = {name: ([artifacts.fetch(storage, name, e, scratch) for e in entry] if isinstance(entry, list)
+                         else artifacts.fetch(storage, name, entry, scratch)) for name, entry in found.items()}
         module = step_module(step.name)
         ctx = StepContext(manifest=manifest, step=step, run_id=run_id, runtime=runtime,
                           work_dir=root, try_number=try_number,
                           run=run or RunContext(run_id=run_id, try_number=try_number))
         outputs = module.run(ctx, inputs)
-        entries = _store_outputs(storage, manifest.name, run_id, step, outputs, scratch)
+        entries = _store_outputs(storage, manifest.name, run_id, step, outputs, scratch, partition)
         registry.record(entries)
     except BaseException:
         # the invocation path prints the one message for this failure; this is only the timing
@@ -106,8 +110,46 @@ def _remove_tree(path: Path) -> None:
         raise
 
 
+def _partition(manifest: Manifest, step: str, run: RunContext | None) -> int | None:
+    """The partition a partitioned step runs for (``run.partition``); ``None`` for other steps.
+    A partitioned step without one is an input error naming ``--partition``."""
+    plan = plan_of(manifest.config)
+    index = run.partition if run is not None else None
+    if not is_partitioned_step(plan, step):
+        if index is not None:
+            raise MBTInputError(f"step {step!r} is not partitioned; got partition {index}", field="--partition",
+                                hint=f"partitioned steps: {', '.join(PARTITIONED_STEPS)} (with serving.partitions)")
+        return None
+    assert plan is not None
+    if index is None:
+        raise MBTInputError(f"step {step!r} runs once per partition ({plan.count}); which one?", field="--partition",
+                            hint=f"pass --partition 0..{plan.count - 1} (mbt run runs them all)")
+    plan.filter(index)  # range check
+    return index
+
+
+def _input_entries(manifest: Manifest, step: ManifestStep, registry: ArtifactRegistry,
+                   partition: int | None) -> dict[str, Any]:
+    """Registry entries of the step's inputs: a partitioned step reads its partition's artifacts
+    (``name@p<i>``) and the run's shared ones (the model); a step after the partitions (``verify``)
+    gets the list of every partition's entry, in partition order."""
+    producers = manifest.producers()
+    plan = plan_of(manifest.config)
+    found: dict[str, Any] = {}
+    for name in step.inputs:
+        producer = producers.get(name)
+        if producer is None or not is_partitioned_step(plan, producer):
+            found[name] = registry.lookup(name, producer)
+        elif partition is not None:
+            found[name] = registry.lookup(artifact_name(name, partition), f"{producer}[{partition}]")
+        else:
+            assert plan is not None
+            found[name] = [registry.lookup(artifact_name(name, i), f"{producer}[{i}]") for i in range(plan.count)]
+    return found
+
+
 def _store_outputs(storage: Any, pipeline: str, run_id: str, step: ManifestStep, outputs: Any,
-                   scratch: Path) -> dict[str, dict[str, Any]]:
+                   scratch: Path, partition: int | None = None) -> dict[str, dict[str, Any]]:
     if not isinstance(outputs, dict):
         raise MBTError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict of outputs")
     missing = [n for n in step.output_names if n not in outputs]
@@ -117,6 +159,10 @@ def _store_outputs(storage: Any, pipeline: str, run_id: str, step: ManifestStep,
     if extra:
         log.warning("step %s returned undeclared outputs (ignored): %s", step.name, ", ".join(extra))
     kinds = step.output_kinds
-    return {name: artifacts.store(storage, run_id, step.name, name, kinds[name], outputs[name], scratch,
-                                  pipeline=pipeline)
+    if partition is None:
+        return {name: artifacts.store(storage, run_id, step.name, name, kinds[name], outputs[name], scratch,
+                                      pipeline=pipeline)
+                for name in step.output_names}
+    return {artifact_name(name, partition): artifacts.store(storage, run_id, storage_step(step.name, partition), name,
+                                                            kinds[name], outputs[name], scratch, pipeline=pipeline)
             for name in step.output_names}

@@ -9,6 +9,7 @@ written to the step's folder and imported in isolation), not from the current ``
 of the current project that differs from the logged one is a warning. A model logged without
 code (older mbt) falls back to the project's ``lib/``, with a warning. ``serving.filters`` (SQL
 boolean expressions, row-wise) drop scoring rows first; the counts are the step's ``rows_removed``.
+Empty chunks (an empty partition) are skipped: the output is then an empty table.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run(ctx, inputs: dict) -> dict:
             df, removed = row_filters.apply_sql(df, "serving", ctx.config, ctx.run)
             for key, count in removed.items():
                 ctx.rows_removed[key] = ctx.rows_removed.get(key, 0) + count
-            if df.empty:
+            if df.empty:  # an empty partition (serving.partitions) or all rows filtered out
                 continue
             df = custom_transforms.run(df, loaded)
             contract.check(df, pre, source=f"table {table!r}")

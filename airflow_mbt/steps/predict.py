@@ -2,7 +2,7 @@
 predictions table (``<primary_key>, prediction, prediction_probability``) with the YAML's class
 labels (``include_probabilities: all`` adds ``prediction_probability_<class>`` for every class; a
 binary decision threshold stored with the model is applied). A framework may ask for bigger chunks
-(``predict_batch_rows``)."""
+(``predict_batch_rows``). Empty chunks (an empty partition) are skipped."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def run(ctx, inputs: dict) -> dict:
     out = ctx.table_writer("predictions")
     with out:
         for features in frames(inputs["features"], rows):
+            if features.empty:  # an empty partition: nothing to score
+                continue
             scored = scoring.score(framework, model, meta, features)
             ids = features[id_col] if id_col and id_col in features.columns else None
             out.write(scoring.predictions_table(ids, scored, meta, include))

@@ -12,6 +12,11 @@ Destinations: ``database`` - the target's data connector (``write_chunks`` when 
 DELETE + COPY transaction on PostgreSQL, an atomic file rewrite on local_file; a table without
 ``pipeline_name`` is migrated with ``ensure_columns``); ``local_file`` - the CSV at
 ``serving.output.path``, rewritten atomically without the partition's old rows plus the new ones.
+
+With ``serving.partitions`` each partition's task publishes its own rows, stamped
+``mbt_partition = i`` (an integer column, added to an existing table), and replaces only them
+(``replace_where`` adds ``mbt_partition``): a retried partition publishes exactly once and never
+touches the other partitions' rows.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_mbt.errors import MBTInputError
+from airflow_mbt.partitions import PARTITION_COLUMN as SERVING_PARTITION_COLUMN
 from airflow_mbt.runtime.table_stream import frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 DESTINATIONS = ("local_file", "database")
 PARTITION_COLUMN = "pipeline_name"
 ADDED_COLUMNS = {PARTITION_COLUMN: "text"}  # migration of tables created before the column existed
+PARTITIONED_COLUMNS = {SERVING_PARTITION_COLUMN: "integer"}  # added when serving.partitions is used
 
 
 def _chunks(predictions, rows: int, include_probabilities: bool):
@@ -50,6 +57,10 @@ def partition(ctx) -> tuple[dict[str, Any], dict[str, Any]]:
              PARTITION_COLUMN: name}
     replace = ({PARTITION_COLUMN: name, "execution_date": when} if logical is not None
                else {PARTITION_COLUMN: name, "serving_run_id": ctx.run_id})
+    index = getattr(run, "partition", None)
+    if index is not None:  # serving.partitions: this task replaces only its partition's rows
+        stamp[SERVING_PARTITION_COLUMN] = index
+        replace[SERVING_PARTITION_COLUMN] = index
     return stamp, replace
 
 
@@ -65,7 +76,9 @@ def run(ctx, inputs: dict) -> dict:
     chunks = _chunks(inputs["predictions"], ctx.chunk_rows(), output.get("include_probabilities", True))
     stamped = (df.assign(**stamp) for df in chunks)
     result = {"destination": destination, "serving_run_id": ctx.run_id,
-              "execution_date": stamp["execution_date"].isoformat(), PARTITION_COLUMN: stamp[PARTITION_COLUMN]}
+              "execution_date": stamp["execution_date"].isoformat(), PARTITION_COLUMN: stamp[PARTITION_COLUMN],
+              **({SERVING_PARTITION_COLUMN: stamp[SERVING_PARTITION_COLUMN]}
+                 if SERVING_PARTITION_COLUMN in stamp else {})}
     if destination == "local_file":
         from airflow_mbt.plugins.connectors.local_file import replace_csv_rows
 
@@ -79,7 +92,8 @@ def run(ctx, inputs: dict) -> dict:
                             hint="e.g. table: churn_predictions")
     connector = ctx.connector()
     if callable(getattr(connector, "ensure_columns", None)):
-        connector.ensure_columns(table, ADDED_COLUMNS)
+        added = {**ADDED_COLUMNS, **(PARTITIONED_COLUMNS if SERVING_PARTITION_COLUMN in stamp else {})}
+        connector.ensure_columns(table, added)
     if callable(getattr(connector, "write_chunks", None)):
         rows = connector.write_chunks(stamped, table, replace_where=replace)
     else:

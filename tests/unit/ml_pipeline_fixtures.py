@@ -16,7 +16,6 @@ from airflow_mbt.runtime.executor import execute_step
 from airflow_mbt.runtime.artifact_registry import ArtifactRegistry
 from airflow_mbt.runtime.run_id import new_run_id
 from airflow_mbt.scaffold.sample_data import write_csvs
-from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
 
 TRAINING = {
     "schema_version": 1,
@@ -71,11 +70,10 @@ def dev_target(**sections) -> dict:
 
 
 def make_manifest(config: dict, target: dict | None = None, positions: dict | None = None) -> Manifest:
+    from airflow_mbt.pipeline.compiler import manifest_steps
+
     kind = "serving" if "serving" in config else "training"
-    specs = STEPS_BY_KIND[kind]
-    deps = dependencies(specs)
-    steps = [{"name": s.name, "inputs": list(s.inputs), "outputs": [{"name": n, "kind": k} for n, k in s.outputs],
-              "depends_on": deps[s.name], "resources": {}} for s in specs]
+    steps = manifest_steps(kind, {}, partitioned=bool((config.get("serving") or {}).get("partitions")))
     project = config["project"]
     return Manifest.build({
         "mbt_version": "0.1.0",

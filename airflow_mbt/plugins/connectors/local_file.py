@@ -172,6 +172,8 @@ class LocalFileConnector(DataConnector):
             text, more = duckdb_sql(source.where)
             sql, params = f"{sql} WHERE ({text})", params + more
         try:
+            if source.partition is not None:
+                sql, params = self._partition_sql(con, sql, params, source.partition)
             return con, con.sql(sql, params=params or None)
         except duckdb.Error as exc:
             con.close()
@@ -179,6 +181,32 @@ class LocalFileConnector(DataConnector):
             raise MBTInputError(f"DuckDB rejected the data source: {first}", field=source.field,
                                 hint=f"tables (files in {self.data_path}): {', '.join(self._tables()) or 'none'}"
                                 ) from None
+
+    @staticmethod
+    def _partition_sql(con, sql: str, params: list, part) -> tuple[str, list]:
+        """``sql`` restricted to one partition (``sources.partition_predicate``); ``by_range`` first
+        reads the (min, max) of the column over ``sql`` in DuckDB."""
+        from airflow_mbt.sources import duckdb_sql, partition_predicate, partition_value
+
+        rel = con.sql(f"SELECT * FROM ({sql}) AS mbt_probe LIMIT 0", params=params or None)
+        types = {name: str(kind) for name, kind in zip(rel.columns, rel.types)}
+        value, bounds = partition_value(part, types, "duckdb"), None
+        if value is not None:
+            rows = con.execute(f"SELECT min({value}), max({value}) FROM ({sql}) AS mbt_bounds",
+                               params or None).fetchall()
+            row = rows[0] if rows else None
+            bounds = (row[0], row[1]) if row else None
+        text, more = duckdb_sql(partition_predicate(part, "duckdb", value, bounds))
+        return f"SELECT * FROM ({sql}) AS mbt_part WHERE {text}", params + more
+
+    def count_source(self, source) -> int:
+        """The number of rows of a bound ``SourceQuery`` (counted by DuckDB over the files)."""
+        con, result = self._duck_result(source)
+        try:
+            row = result.aggregate("count(*)").fetchall()[0]
+            return int(row[0]) if row else 0
+        finally:
+            con.close()
 
     def read_source(self, source):
         if source.is_plain_table:

@@ -263,7 +263,44 @@ class PostgresConnector(DataConnector):
         if dupes:
             raise MBTInputError(f"the query returns columns {dupes} more than once", field=source.field,
                                 hint="alias or drop the duplicated columns (e.g. USING (customer_id) in a join)")
+        if source.partition is not None:
+            select = self._partition_select(select, catalog, source.partition, compose)
+            label += f" (partition {source.partition.index + 1}/{source.partition.count})"
         return select, catalog, label
+
+    def _partition_select(self, select, catalog, part, compose):
+        """``select`` restricted to one partition (``sources.partition_predicate``); ``by_range``
+        first reads the (min, max) of the column over ``select`` in the database."""
+        from psycopg import sql
+
+        from airflow_mbt.sources import partition_predicate, partition_value
+
+        types = dict(catalog)
+        value, bounds = partition_value(part, types, "postgres"), None
+        if value is not None:
+            try:
+                with self.conn.cursor() as cur:
+                    row = cur.execute(sql.SQL("SELECT min({v}), max({v}) FROM ({select}) AS {alias}").format(
+                        v=sql.SQL(value), select=select, alias=sql.Identifier("mbt_bounds"))).fetchone()
+            except Exception as exc:  # noqa: BLE001 - classified as an infrastructure error
+                raise self._db_error(exc, "reading the partition bounds") from None
+            bounds = (row[0], row[1]) if row else None
+        predicate = compose(partition_predicate(part, "postgres", value, bounds))
+        return sql.SQL("SELECT * FROM ({select}) AS {alias} WHERE {predicate}").format(
+            select=select, alias=sql.Identifier("mbt_part"), predicate=predicate)
+
+    def count_source(self, source) -> int:
+        """The number of rows of a bound ``SourceQuery`` (``SELECT count(*)`` in the database)."""
+        from psycopg import sql
+
+        select, _catalog, label = self._source_select(source)
+        try:
+            with self.conn.cursor() as cur:
+                row = cur.execute(sql.SQL("SELECT count(*) FROM ({select}) AS {alias}").format(
+                    select=select, alias=sql.Identifier("mbt_count"))).fetchone()
+        except Exception as exc:  # noqa: BLE001 - classified as an infrastructure error
+            raise self._db_error(exc, f"counting {label}") from None
+        return int(row[0]) if row else 0
 
     def _search_path(self, conn) -> None:
         """Unqualified names in a ``query``/``where`` resolve in the connector's ``schema`` first

@@ -1,0 +1,149 @@
+"""Partitioned serving under live Airflow (issue 12): a serving DAG with ``serving.partitions:
+{count: 4, by: customer_id}`` runs its partitioned steps as one mapped task group (4 map indexes
+per step), publishes exactly the source rows, one set per partition, and ``verify`` passes.
+Clearing one partition's mapped tasks (Airflow's retry of that partition) publishes that partition
+exactly once again and leaves the other partitions' rows untouched (same ``xmin``).
+
+The model is a tiny sklearn forest trained with ``mbt run`` on the dev target (shared MLflow
+server); the DAG runs against the instance at ``MBT_AIRFLOW_URL``, its manifests deployed to
+``MBT_MANIFESTS_URI`` (default: the shared ``manifests/`` prefix)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from spec_workflow import cli_env, edit_profile_for_local_stack, sh
+from stack_clients import s3_client, s3_delete_prefix, warehouse
+
+pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
+
+TRAIN, SERVE = "h_scale_e2e_train", "h_scale_e2e_serve"
+SOURCE, OUTPUT = "h_scale_e2e_score", "h_scale_e2e_predictions"
+ROWS, PARTS = 40_000, 4
+MANIFESTS_URI = os.environ.get("MBT_MANIFESTS_URI", "s3://mbt-pipeline-artifacts/manifests/")
+
+TRAINING_YAML = f"""base_pipeline: _base_churn
+project: {{name: {TRAIN}, tags: [churn, h-scale]}}
+deployment: {{mode: batch, cadence: monthly}}
+training:
+  model_training:
+    framework: sklearn
+    config: {{model: RandomForestClassifier, n_estimators: 10, max_depth: 4}}
+  evaluation:
+    primary_metric: roc_auc
+    generate_plots: false
+    validation_criteria: ["roc_auc >= 0.55"]
+"""
+
+SERVING_YAML = """base_pipeline: _base_churn
+project: {{name: {serve}, tags: [churn, h-scale]}}
+deployment: {{mode: batch, cadence: daily}}
+training:
+  model_training: {{framework: sklearn}}
+serving:
+  model_source: {{registry: mlflow, run_id: "{run_id}"}}
+  data_source: {{scoring_table: {source}}}
+  partitions: {{count: {parts}, by: customer_id}}
+  output: {{destination: database, table: {output}, include_probabilities: true}}
+"""
+
+
+def _drop(conn) -> None:
+    conn.execute(f"DROP TABLE IF EXISTS public.{SOURCE}")
+    conn.execute(f"DROP TABLE IF EXISTS public.{OUTPUT}")
+    conn.commit()
+
+
+@pytest.fixture()
+def partitioned_serving(airflow, stack_env, tmp_path):
+    """Train, seed the scoring table (ROWS rows), compile and deploy the partitioned serving
+    pipeline; remove DAG, manifests and tables afterwards."""
+    from airflow_mbt.scaffold.sample_data import write_csvs
+
+    env = cli_env(stack_env)
+    sh("mbt init h-scale-project", tmp_path, env)
+    project = tmp_path / "h-scale-project"
+    edit_profile_for_local_stack(project)
+    for name in ("training_churn_model_v1", "serving_churn_model_v1"):
+        (project / "pipelines" / f"{name}.yaml").unlink()
+    (project / "pipelines" / f"{TRAIN}.yaml").write_text(TRAINING_YAML)
+    sh(f"mbt run --select {TRAIN} --target dev", project, env)
+    model_run = json.loads((project / "target" / TRAIN / "run_results.json").read_text())["mlflow_run_id"]
+    (project / "pipelines" / f"{SERVE}.yaml").write_text(SERVING_YAML.format(
+        serve=SERVE, run_id=model_run, source=SOURCE, parts=PARTS, output=OUTPUT))
+
+    write_csvs(tmp_path / "seed", n_customers=10, n_score=ROWS, seed=12)
+    conn = warehouse(stack_env)
+    _drop(conn)
+    import pandas as pd
+
+    from airflow_mbt.plugins.connectors.postgres import PostgresConnector
+
+    pg = PostgresConnector({"conn_id": "mbt_warehouse", "schema": "public"})  # the table typed like the CSV
+    try:
+        pg.write_table(pd.read_csv(tmp_path / "seed" / "customers_to_score.csv"), SOURCE)
+    finally:
+        pg.close()
+
+    bucket, _, prefix = MANIFESTS_URI.removeprefix("s3://").partition("/")
+    s3 = s3_client(stack_env)
+    s3_delete_prefix(s3, bucket, f"{prefix}{SERVE}/")
+    sh(f"mbt compile {SERVE} --target prod && mbt deploy --target prod --select {SERVE} --to {MANIFESTS_URI}",
+       project, env)
+    yield conn
+    s3_delete_prefix(s3, bucket, f"{prefix}{SERVE}/")
+    if airflow.try_get(f"/api/v2/dags/{SERVE}") is not None:
+        for run in airflow.dag_runs(SERVE):
+            if run["state"] not in ("success", "failed"):
+                airflow.set_run_state(SERVE, run["dag_run_id"], "failed")
+        airflow.delete_dag(SERVE)
+    conn.rollback()
+    _drop(conn)
+    conn.close()
+
+
+def _partitions(conn) -> list[tuple]:
+    rows = conn.execute(
+        f"SELECT mbt_partition, count(*), count(DISTINCT customer_id), min(xmin::text), max(xmin::text) "
+        f"FROM public.{OUTPUT} WHERE pipeline_name = %s GROUP BY 1 ORDER BY 1", (SERVE,)).fetchall()
+    conn.commit()
+    return rows
+
+
+def test_four_partitions_publish_the_source_rows_once_each(partitioned_serving, airflow):
+    conn = partitioned_serving
+    airflow.wait_for_dag(SERVE, timeout=180)
+    airflow.unpause(SERVE)
+    run_id = airflow.trigger(SERVE)["dag_run_id"]
+    run, _retrying = airflow.wait_for_end(SERVE, run_id, timeout=600)
+    assert run["state"] == "success", airflow.describe_tasks(SERVE, run_id)
+
+    tis = airflow.task_instances(SERVE, run_id)
+    mapped = sorted((t["task_id"], t["map_index"]) for t in tis if t["task_id"].startswith("partitions."))
+    assert mapped == sorted((f"partitions.{s}", i) for s in ("load_scoring_data", "apply_transforms", "predict",
+                                                             "publish") for i in range(PARTS))
+    assert {t["task_id"]: t["state"] for t in tis if t["map_index"] == -1} == {"load_model": "success",
+                                                                               "verify": "success"}
+    before = _partitions(conn)
+    assert [r[0] for r in before] == list(range(PARTS))  # one set per partition
+    assert sum(r[1] for r in before) == ROWS and all(r[1] == r[2] for r in before)
+    total = conn.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM public.{OUTPUT}").fetchone()
+    assert tuple(total) == (ROWS, ROWS)
+    verified = airflow.xcom(SERVE, run_id, "verify")
+    assert verified["status"] == "success", verified
+
+    # Airflow's retry of ONE partition: clear its mapped tasks (map index 2) and what follows
+    airflow._raw("POST", f"/api/v2/dags/{SERVE}/clearTaskInstances", {
+        "dry_run": False, "dag_run_id": run_id, "include_downstream": True, "only_failed": False,
+        "task_ids": [["partitions.load_scoring_data", 2]], "reset_dag_runs": True})
+    run, _retrying = airflow.wait_for_end(SERVE, run_id, timeout=600)
+    assert run["state"] == "success", airflow.describe_tasks(SERVE, run_id)
+    tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in airflow.task_instances(SERVE, run_id)}
+    assert tries[("partitions.publish", 2)] == 2 and tries[("partitions.publish", 1)] == 1
+    after = _partitions(conn)
+    assert [r[:3] for r in after] == [r[:3] for r in before]  # partition 2 exactly once again
+    assert after[2][3:] != before[2][3:]  # rewritten by the retry ...
+    assert [r for i, r in enumerate(after) if i != 2] == [r for i, r in enumerate(before) if i != 2]  # ... alone
