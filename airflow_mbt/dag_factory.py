@@ -67,7 +67,9 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
         raise MBTInputError(f"unknown executor type {kind!r}", field=f"outputs.{manifest.target_name}.executor.type",
                             hint=f"use one of: {', '.join(ExecutorType.values())}")
     tags = sorted({*manifest.pipeline.tags, str(manifest.kind), "mbt"})
-    with DAG(dag_id=manifest.name, schedule=manifest.schedule, start_date=START_DATE, catchup=False,
+    from airflow_mbt.operators import lifecycle
+
+    with DAG(dag_id=manifest.name, schedule=lifecycle.schedule(manifest), start_date=START_DATE, catchup=False,
              max_active_runs=1, default_args=default_args(manifest), tags=tags, doc_md=doc_md(manifest),
              description=f"mbt {manifest.kind} pipeline {manifest.name} ({manifest.target_name})",
              auto_register=False) as dag:  # collected from the loader's globals() only when complete
@@ -87,9 +89,13 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
                 from airflow_mbt.operators.step import MBTStepOperator
 
                 tasks[step.name] = MBTStepOperator(step=step.name, project_dir=project_dir, **common)
+            tasks[step.name].outlets = lifecycle.outlets(manifest, step.name)
         for step in manifest.steps:
             for upstream in step.depends_on:
                 tasks[upstream] >> tasks[step.name]
+        approval = lifecycle.approval_task(manifest)
+        if approval is not None:  # promote >> approve_promotion >> apply_promotion
+            tasks["promote"] >> approval >> tasks["apply_promotion"]
     return dag
 
 

@@ -48,19 +48,43 @@ TRAINING_STEPS: tuple[StepSpec, ...] = (
 )
 
 SERVING_STEPS: tuple[StepSpec, ...] = (
-    _s("load_model", [], [("model", DIR), ("preprocessor", JSON)],
-       "Fetch the trained model and preprocessing from MLflow by run id"),
+    _s("load_model", [], [("model", DIR), ("preprocessor", JSON), ("model_ref", JSON)],
+       "Resolve the model (run id, or registered model alias once per run) and fetch it from MLflow"),
     _s("load_scoring_data", [], [("scoring_data", TABLE_STREAM)], "Read the scoring table"),
     _s("apply_transforms", ["preprocessor", "scoring_data"], [("features", TABLE_STREAM)],
        "Check the feature contract and replay the training preprocessing"),
     _s("predict", ["model", "features"], [("predictions", TABLE_STREAM)], "Score the features"),
-    _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
+    _s("publish", ["predictions", "model_ref"], [("publish_result", JSON)], "Write predictions to the destination"),
 )
+
+# Added after log_run when ``training.registration`` is configured (``training_steps``).
+PROMOTE_STEP = _s("promote", ["mlflow_run", "metrics", "test_set"], [("promotion", JSON)],
+                  "Re-score the champion on this test set, move the alias if the challenger wins")
+# Added after promote with ``registration.approval: required``; Airflow runs it only once approved.
+APPLY_PROMOTION_STEP = _s("apply_promotion", ["promotion"], [("promotion_applied", JSON)],
+                          "Move the alias to the approved challenger")
+APPROVAL_TASK = "approve_promotion"  # the Airflow ApprovalOperator between the two
+
+
+def model_asset(model_name: str, alias: str) -> tuple[str, str]:
+    """``(name, uri)`` of the Airflow asset standing for ``model_name@alias`` (no network)."""
+    return f"mbt_model__{model_name}__{alias}", f"mlflow-model://{model_name}/{alias}"
+MODEL_REF_STEP = "load_model"  # its ``model_ref`` output: the MLflow run/version a serving run uses
 
 STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
                                                   PipelineKind.SERVING: SERVING_STEPS}
-ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS)
-REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS}
+LIFECYCLE_STEPS = (PROMOTE_STEP, APPLY_PROMOTION_STEP)
+ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS + LIFECYCLE_STEPS)
+REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS + LIFECYCLE_STEPS}
+
+
+def steps_of(kind: str, registration: bool = False, approval: bool = False) -> tuple[StepSpec, ...]:
+    """The step graph of a pipeline of ``kind``; training with registration ends with ``promote``
+    (and ``apply_promotion`` when approval is required)."""
+    steps = STEPS_BY_KIND[kind]
+    if not registration or kind != PipelineKind.TRAINING:
+        return steps
+    return steps + ((PROMOTE_STEP, APPLY_PROMOTION_STEP) if approval else (PROMOTE_STEP,))
 
 
 def step_spec(name: str) -> StepSpec | None:

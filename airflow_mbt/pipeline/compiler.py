@@ -13,11 +13,11 @@ from airflow_mbt.pipeline.cadence import to_schedule
 from airflow_mbt.pipeline.validation import ValidatedPipeline, validate_pipeline
 from airflow_mbt.project.profiles import ResolvedTarget
 from airflow_mbt.project.root import Project
-from airflow_mbt.step_specs import STEPS_BY_KIND, dependencies
+from airflow_mbt.step_specs import dependencies, steps_of
 
 
-def manifest_steps(kind: str, step_settings: dict) -> list[dict]:
-    specs = STEPS_BY_KIND[kind]
+def manifest_steps(kind: str, step_settings: dict, registration: Mapping[str, Any] | None = None) -> list[dict]:
+    specs = steps_of(kind, bool(registration), bool(registration) and registration.get("approval") == "required")
     deps = dependencies(specs)
     return [{"name": s.name, "inputs": list(s.inputs),
              "outputs": [{"name": n, "kind": k} for n, k in s.outputs],
@@ -68,7 +68,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget) -> Manif
         "config": cfg,
         "criteria": compiled_criteria(cfg),
         "positions": source_positions(pipeline),
-        "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {}),
+        "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {},
+                                registration=(cfg.get("training") or {}).get("registration")),
     }
     return Manifest.build(body)
 

@@ -30,6 +30,9 @@ SERVING_DEFAULTS = {
     "output": {"include_probabilities": True},
 }
 
+CHAMPION = "champion"
+REGISTRATION_DEFAULTS = {"alias": CHAMPION, "promote": "if_better", "approval": "none"}
+
 
 def with_defaults(config: dict) -> dict:
     """A copy of ``config`` with every optional field present."""
@@ -39,8 +42,15 @@ def with_defaults(config: dict) -> dict:
     evaluation = out["training"]["evaluation"]
     evaluation.setdefault("primary_metric", DEFAULT_PRIMARY[project["problem_type"]])
     out["training"]["split"].setdefault("stratify", project["problem_type"] != "regression")
+    registration = out["training"].get("registration")
+    if registration is not None:
+        for key, value in REGISTRATION_DEFAULTS.items():
+            registration.setdefault(key, value)
+        registration.setdefault("compare_on", evaluation["primary_metric"])
     if "serving" in out:
         out["serving"] = deep_merge(copy.deepcopy(SERVING_DEFAULTS), out["serving"])
+        if "model_name" in out["serving"]["model_source"]:
+            out["serving"]["model_source"].setdefault("alias", CHAMPION)
         output = out["serving"]["output"]
         if output["destination"] == "local_file":
             output.setdefault("path", "predictions.csv")

@@ -187,6 +187,7 @@ class StepContext:
     try_number: int = 1
     run: RunContext | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("airflow_mbt.step"))
+    summary: dict[str, Any] = field(default_factory=dict)  # small JSON facts for run_results and XCom
 
     @property
     def config(self) -> Mapping[str, Any]:

@@ -4,7 +4,10 @@ JSON (``schema_version`` 1)::
 
     {"schema_version": 1, "pipeline", "run_id", "target", "status", "started_at", "finished_at",
      "seconds", "mlflow_run_id", "run": RunContext.to_json() | null,
-     "steps": [{"name", "status", "seconds", "error"?, "outputs"?}]}
+     "steps": [{"name", "status", "seconds", "error"?, "outputs"?, "summary"?}]}
+
+``summary`` (additive) is what a step reports beyond its artifacts: ``promote``'s decision and both
+models' metrics, ``load_model``'s resolved model version.
 
 ``run`` (additive, same schema_version) records what the run covered: logical_date, ds,
 interval_start, interval_end, run_type, try_number, dag_id, airflow_run_id.
@@ -45,18 +48,24 @@ class StepResult:
     run_id: str = ""
     outputs: dict[str, str] = field(default_factory=dict)  # artifact name -> URI
     error: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)  # what the step decided (e.g. promote), optional
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "status": str(self.status), "seconds": self.seconds}
         if self.error is not None:
             out["error"] = self.error
+        if self.summary:
+            out["summary"] = dict(self.summary)
         if self.status == StepStatus.SUCCESS:
             out["outputs"] = dict(self.outputs)
         return out
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"step": self.name, "name": self.name, "status": str(self.status), "seconds": self.seconds,
-                "outputs": dict(self.outputs), "run_id": self.run_id}
+        out = {"step": self.name, "name": self.name, "status": str(self.status), "seconds": self.seconds,
+               "outputs": dict(self.outputs), "run_id": self.run_id}
+        if self.summary:
+            out["summary"] = dict(self.summary)
+        return out
 
 
 @dataclass
@@ -86,7 +95,8 @@ class RunResults:
                                 f"schema_version {SCHEMA_VERSION}", file=source, field="schema_version",
                                 hint="read it with the mbt version that wrote it")
         steps = [StepResult(name=s["name"], status=StepStatus(s["status"]), seconds=s.get("seconds") or 0.0,
-                            run_id=data["run_id"], outputs=dict(s.get("outputs") or {}), error=s.get("error"))
+                            run_id=data["run_id"], outputs=dict(s.get("outputs") or {}), error=s.get("error"),
+                            summary=dict(s.get("summary") or {}))
                  for s in data.get("steps") or []]
         return cls(pipeline=data["pipeline"], run_id=data["run_id"], target=data["target"],
                    status=StepStatus(data["status"]), started_at=data["started_at"],
