@@ -72,7 +72,9 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
         raise MBTInputError(f"unknown executor type {kind!r}", field=f"outputs.{manifest.target_name}.executor.type",
                             hint=f"use one of: {', '.join(ExecutorType.values())}")
     tags = sorted({*manifest.pipeline.tags, str(manifest.kind), "mbt"})
-    with DAG(dag_id=manifest.name, schedule=manifest.schedule, start_date=START_DATE, catchup=False,
+    from airflow_mbt.operators import lifecycle
+
+    with DAG(dag_id=manifest.name, schedule=lifecycle.schedule(manifest), start_date=START_DATE, catchup=False,
              max_active_runs=1, default_args=default_args(manifest), tags=tags, doc_md=doc_md(manifest),
              description=f"mbt {manifest.kind} pipeline {manifest.name} ({manifest.target_name})",
              auto_register=False) as dag:  # collected from the loader's globals() only when complete
@@ -86,12 +88,15 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
                 from airflow_mbt.manifest import plain
                 from airflow_mbt.operators.kubernetes import MBTKubernetesStepOperator
 
-                return MBTKubernetesStepOperator(
+                task: Any = MBTKubernetesStepOperator(
                     step=step.name, executor_config=plain(manifest.target.executor.config),
                     resources=dict(step.resources), partitioned=partitioned, **common)
-            from airflow_mbt.operators.step import MBTStepOperator
+            else:
+                from airflow_mbt.operators.step import MBTStepOperator
 
-            return MBTStepOperator(step=step.name, project_dir=project_dir, **common)
+                task = MBTStepOperator(step=step.name, project_dir=project_dir, **common)
+            task.outlets = lifecycle.outlets(manifest, step.name)
+            return task
 
         from airflow_mbt.partitions import is_partitioned_step, plan_of
 
@@ -109,6 +114,9 @@ def build_dag(manifest: Manifest, manifest_uri: str, *, manifest_conn_id: str | 
                 if a is not b and (id(a), id(b)) not in edges:  # edges inside the group are set in it
                     edges.add((id(a), id(b)))
                     a >> b
+        approval = lifecycle.approval_task(manifest)
+        if approval is not None:  # promote >> approve_promotion >> apply_promotion
+            tasks["promote"] >> approval >> tasks["apply_promotion"]
     return dag
 
 

@@ -48,13 +48,13 @@ TRAINING_STEPS: tuple[StepSpec, ...] = (
 )
 
 SERVING_STEPS: tuple[StepSpec, ...] = (
-    _s("load_model", [], [("model", DIR), ("preprocessor", JSON)],
-       "Fetch the trained model and preprocessing from MLflow by run id"),
+    _s("load_model", [], [("model", DIR), ("preprocessor", JSON), ("model_ref", JSON)],
+       "Resolve the model (run id, or registered model alias once per run) and fetch it from MLflow"),
     _s("load_scoring_data", [], [("scoring_data", TABLE_STREAM)], "Read the scoring table"),
     _s("apply_transforms", ["preprocessor", "scoring_data"], [("features", TABLE_STREAM)],
        "Check the feature contract and replay the training preprocessing"),
     _s("predict", ["model", "features"], [("predictions", TABLE_STREAM)], "Score the features"),
-    _s("publish", ["predictions"], [("publish_result", JSON)], "Write predictions to the destination"),
+    _s("publish", ["predictions", "model_ref"], [("publish_result", JSON)], "Write predictions to the destination"),
 )
 
 # Added to a serving pipeline only when ``serving.monitoring`` is configured (docs/monitoring.md);
@@ -68,18 +68,38 @@ GATES: dict[str, tuple[str, ...]] = {"publish": ("monitor",)}  # step -> steps i
 VERIFY_STEP = _s("verify", ["publish_result"], [("verify_result", JSON)],
                  "Check that the partitions' published rows add up to the source rows of the run")
 
+# Added after log_run when ``training.registration`` is configured (``training_steps``).
+PROMOTE_STEP = _s("promote", ["mlflow_run", "metrics", "test_set"], [("promotion", JSON)],
+                  "Re-score the champion on this test set, move the alias if the challenger wins")
+# Added after promote with ``registration.approval: required``; Airflow runs it only once approved.
+APPLY_PROMOTION_STEP = _s("apply_promotion", ["promotion"], [("promotion_applied", JSON)],
+                          "Move the alias to the approved challenger")
+APPROVAL_TASK = "approve_promotion"  # the Airflow ApprovalOperator between the two
+
+
+def model_asset(model_name: str, alias: str) -> tuple[str, str]:
+    """``(name, uri)`` of the Airflow asset standing for ``model_name@alias`` (no network)."""
+    return f"mbt_model__{model_name}__{alias}", f"mlflow-model://{model_name}/{alias}"
+MODEL_REF_STEP = "load_model"  # its ``model_ref`` output: the MLflow run/version a serving run uses
+
 STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
                                                   PipelineKind.SERVING: SERVING_STEPS}
-ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP,))
-REGISTRY: dict[str, StepSpec] = {s.name: s for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP, VERIFY_STEP)}
+LIFECYCLE_STEPS = (PROMOTE_STEP, APPLY_PROMOTION_STEP)
+ALL_STEP_NAMES = tuple(s.name for s in TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP,) + LIFECYCLE_STEPS)
+REGISTRY: dict[str, StepSpec] = {s.name: s for s in
+                                 TRAINING_STEPS + SERVING_STEPS + (MONITOR_STEP, VERIFY_STEP) + LIFECYCLE_STEPS}
 
 
-def steps_of(kind: str, *, monitoring: bool = False) -> tuple[StepSpec, ...]:
-    """The step graph of a pipeline kind; with ``monitoring`` a serving graph gets ``monitor``
-    before ``publish``."""
+def steps_of(kind: str, registration: bool = False, approval: bool = False, *,
+             monitoring: bool = False) -> tuple[StepSpec, ...]:
+    """The step graph of a pipeline of ``kind``: with ``monitoring`` a serving graph gets
+    ``monitor`` before ``publish``; training with registration ends with ``promote`` (and
+    ``apply_promotion`` when approval is required)."""
     steps = STEPS_BY_KIND[kind]
     if monitoring and kind == PipelineKind.SERVING:
-        return steps[:-1] + (MONITOR_STEP,) + steps[-1:]
+        steps = steps[:-1] + (MONITOR_STEP,) + steps[-1:]
+    if registration and kind == PipelineKind.TRAINING:
+        steps = steps + ((PROMOTE_STEP, APPLY_PROMOTION_STEP) if approval else (PROMOTE_STEP,))
     return steps
 
 

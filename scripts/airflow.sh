@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local Airflow 3 servers for the mbt stack (api-server, scheduler, dag-processor): up | down | status.
+# Local Airflow 3 servers for the mbt stack (api-server, scheduler, dag-processor, triggerer): up | down | status.
 #
 # Runs from the project venv (.venv) on the stack's PostgreSQL (airflow_db), LocalExecutor,
 # AIRFLOW_HOME=.stack/airflow, logs in .stack/logs/airflow-<component>.log, pid files in
@@ -40,7 +40,7 @@ if [ -n "$INSTANCE" ]; then
 fi
 URL=http://127.0.0.1:$PORT
 UP_TIMEOUT=${AIRFLOW_UP_TIMEOUT:-180}
-COMPONENTS=(api-server scheduler dag-processor)
+COMPONENTS=(api-server scheduler dag-processor triggerer)  # triggerer: deferrable operators
 
 load_env() {
   # Connections and S3 keys of the local stack (written by scripts/stack.sh).
@@ -167,7 +167,8 @@ wait_healthy() {
       bad=$(echo "$h" | "$VENV/bin/python" -c '
 import json, sys
 h = json.load(sys.stdin)
-names = {"metadatabase": "metadatabase", "scheduler": "scheduler", "dag_processor": "dag-processor"}
+names = {"metadatabase": "metadatabase", "scheduler": "scheduler", "dag_processor": "dag-processor",
+         "triggerer": "triggerer"}
 print(" ".join(v for k, v in names.items() if (h.get(k) or {}).get("status") != "healthy"))')
       if [ -z "$bad" ]; then
         say "healthy: $URL (login admin/admin)"
@@ -202,7 +203,8 @@ up() {
   want=$( (env | grep -E '^(AIRFLOW__|AIRFLOW_CONN_|MBT_MANIFESTS_URI=)' | sort; cat "$ROOT/scripts/airflow.sh"; readlink -f "$VENV/bin/airflow") \
           | sha256sum | cut -d' ' -f1)
   have=$(cat "$PID_DIR/$P.config-sha" 2>/dev/null || true)
-  if [ "$want" != "$have" ] && { alive $P-api-server || alive $P-scheduler || alive $P-dag-processor; }; then
+  if [ "$want" != "$have" ] && { alive $P-api-server || alive $P-scheduler || alive $P-dag-processor \
+                                 || alive $P-triggerer; }; then
     say "configuration changed since the servers started: restarting them"
     down
   fi
@@ -213,13 +215,14 @@ up() {
   # --skip-serve-logs: the log server binds every interface; task logs are local files here.
   start scheduler --skip-serve-logs
   start dag-processor
+  start triggerer --skip-serve-logs
   echo "$want" > "$PID_DIR/$P.config-sha"
   wait_healthy
 }
 
 down() {
   local comp
-  for comp in dag-processor scheduler api-server; do
+  for comp in triggerer dag-processor scheduler api-server; do
     if alive "$P-$comp"; then
       stack_kill "$P-$comp" 30
       say "$comp stopped"

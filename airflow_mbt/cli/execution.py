@@ -86,10 +86,33 @@ def _summary(manifest, runtime, project, results: dict) -> None:
     hint = _mlflow_hint(manifest, project)
     if hint and manifest.kind == PipelineKind.TRAINING:
         print(f"  MLflow UI:     {hint}")
+    for line in _lifecycle_lines(results):
+        print(line)
     predictions = _predictions_hint(manifest, runtime, project)
     if predictions and manifest.kind == PipelineKind.SERVING:
         print(f"  predictions:   {predictions}")
     print(f"  run results:   {_results_path(project, manifest)}")
+
+
+def _lifecycle_lines(results: dict) -> list[str]:
+    """The registry outcome of a run: the promotion decision, or the model version served."""
+    steps = {s["name"]: s.get("summary") or {} for s in results.get("steps") or []}
+    promotion = steps.get("apply_promotion") or steps.get("promote")
+    lines = []
+    if promotion:
+        where = f"{promotion['model_name']}@{promotion['alias']}"
+        mine = promotion["challenger"]["version"]
+        if promotion["decision"] == "awaiting_approval":
+            lines.append(f"  registry:      version {mine} AWAITING APPROVAL: {where} not moved "
+                         f"({promotion['reason']}); approve it in Airflow, or set the alias in MLflow")
+        else:
+            lines.append(f"  registry:      version {mine} {promotion['decision'].replace('_', ' ')} "
+                         f"as {where} ({promotion['reason']})")
+    served = steps.get("load_model")
+    if served and served.get("model_name"):
+        lines.append(f"  model:         {served['model_name']}@{served['alias']} = version {served['version']} "
+                     f"(MLflow run {served['run_id']})")
+    return lines
 
 
 def _results_path(project, manifest) -> str:

@@ -30,6 +30,24 @@ from airflow_mbt.operators.run_id import (
 )
 
 
+def emit_asset_event(context: Any, outlets: list[Any], summary: dict[str, Any]) -> None:
+    """When a step's summary names an ``asset_uri`` (``promote`` moved a model alias), add that
+    asset's event to the task's ``AssetAlias`` outlet. A task whose alias did not move emits none."""
+    uri = summary.get("asset_uri")
+    if not uri:
+        return
+    from airflow.sdk import Asset, AssetAlias
+
+    from airflow_mbt.step_specs import model_asset
+
+    name, expected = model_asset(str(summary.get("model_name")), str(summary.get("alias")))
+    for outlet in outlets:
+        if isinstance(outlet, AssetAlias) and uri == expected:
+            extra = {k: summary.get(k) for k in ("model_name", "alias", "decision")}
+            extra["version"] = (summary.get("challenger") or {}).get("version")
+            context["outlet_events"][outlet].add(Asset(name=name, uri=uri), extra=extra)
+
+
 def check_manifest_identity(manifest: Any, pipeline: str, target: str) -> None:
     """The fetched manifest must be the pipeline/target the task was built for."""
     from airflow_mbt.runtime.invocation import check_identity
@@ -109,6 +127,7 @@ class MBTStepOperator(RunIdTemplateMixin, BaseOperator):
         from airflow_mbt.redaction import redact_obj
 
         self.log.info("mbt step %s.%s %s in %.1fs", self.pipeline, self.step, result.status, result.seconds)
+        emit_asset_event(context, self.outlets, result.summary)
         xcom: dict[str, Any] = redact_obj(result.to_xcom())
         return xcom
 

@@ -16,11 +16,14 @@ from airflow_mbt.project.root import Project
 from airflow_mbt.step_specs import VERIFY_STEP, dependencies, steps_of
 
 
-def manifest_steps(kind: str, step_settings: dict, *, monitoring: bool = False,
-                   partitioned: bool = False) -> list[dict]:
+def manifest_steps(kind: str, step_settings: dict, *, monitoring: bool = False, partitioned: bool = False,
+                   registration: Mapping[str, Any] | None = None) -> list[dict]:
     """The steps of a pipeline of ``kind``: ``monitor`` before publish with ``serving.monitoring``,
-    and a partitioned serving pipeline ends with ``verify``."""
-    specs = steps_of(kind, monitoring=monitoring) + ((VERIFY_STEP,) if partitioned else ())
+    ``promote`` (and ``apply_promotion``) with ``training.registration``, and a partitioned serving
+    pipeline ends with ``verify``."""
+    approval = bool(registration) and (registration or {}).get("approval") == "required"
+    specs = steps_of(kind, bool(registration), approval, monitoring=monitoring) + \
+        ((VERIFY_STEP,) if partitioned else ())
     deps = dependencies(specs)
     return [{"name": s.name, "inputs": list(s.inputs),
              "outputs": [{"name": n, "kind": k} for n, k in s.outputs],
@@ -75,7 +78,8 @@ def build_manifest(pipeline: ValidatedPipeline, target: ResolvedTarget,
         "positions": source_positions(pipeline),
         "steps": manifest_steps(pipeline.kind, cfg.get("steps") or {},
                                 monitoring=bool((cfg.get("serving") or {}).get("monitoring")),
-                                partitioned=bool((cfg.get("serving") or {}).get("partitions"))),
+                                partitioned=bool((cfg.get("serving") or {}).get("partitions")),
+                                registration=(cfg.get("training") or {}).get("registration")),
     }
     if code:
         body["code"] = dict(code)

@@ -31,6 +31,8 @@ SERVING_DEFAULTS = {
 }
 
 MONITORING_DEFAULTS = {"max_psi": 0.25, "on_breach": "warn", "table": "model_monitoring"}
+CHAMPION = "champion"
+REGISTRATION_DEFAULTS = {"alias": CHAMPION, "promote": "if_better", "approval": "none"}
 
 
 def with_defaults(config: dict) -> dict:
@@ -43,8 +45,15 @@ def with_defaults(config: dict) -> dict:
     if problem_type is not None:
         evaluation.setdefault("primary_metric", DEFAULT_PRIMARY[problem_type])
         out["training"]["split"].setdefault("stratify", problem_type != "regression")
+    registration = out["training"].get("registration")
+    if registration is not None:
+        for key, value in REGISTRATION_DEFAULTS.items():
+            registration.setdefault(key, value)
+        registration.setdefault("compare_on", evaluation.get("primary_metric"))
     if "serving" in out:
         out["serving"] = deep_merge(copy.deepcopy(SERVING_DEFAULTS), out["serving"])
+        if "model_name" in out["serving"]["model_source"]:
+            out["serving"]["model_source"].setdefault("alias", CHAMPION)
         output = out["serving"]["output"]
         if output["destination"] == "local_file":
             output.setdefault("path", "predictions.csv")

@@ -17,7 +17,7 @@ from airflow_mbt.pipeline.cadence import NAMED, cron_problem
 from airflow_mbt.pipeline.metrics import METRICS, OPERATORS, parse_criterion
 from airflow_mbt.project.schema_check import suggest
 from airflow_mbt.project.yaml_loader import Located
-from airflow_mbt.step_specs import OPTIONAL_STEPS, STEPS_BY_KIND
+from airflow_mbt.step_specs import OPTIONAL_STEPS, steps_of
 
 TRANSFORM = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
@@ -228,9 +228,10 @@ def check_kind(doc: Located, kind: str) -> None:
             raise doc.error(("training",), "a training pipeline needs training.data_source.label_table",
                             hint="add `data_source: {label_table: <table>}` under training:")
     else:
+        check_model_source(doc)
         base = ("serving", "model_source", "run_id")
         run_id = _get(doc.value, *base)
-        if RUN_ID_PLACEHOLDER.search(str(run_id).strip()):
+        if run_id is not None and RUN_ID_PLACEHOLDER.search(str(run_id).strip()):
             err = doc.error(base, f"still the placeholder {run_id!r}",
                             hint="paste the run id of the trained model from the MLflow UI "
                                  "(or write \"{{ var('model_run_id') }}\" and pass --vars model_run_id=...)")
@@ -243,11 +244,37 @@ def check_kind(doc: Located, kind: str) -> None:
         if output.get("destination") == "local_file" and "table" in output:
             raise doc.error(("serving", "output", "table"), "`table` is only used with destination: database",
                             hint="use path: predictions.csv for local_file")
-    names = [s.name for s in STEPS_BY_KIND[kind] + OPTIONAL_STEPS.get(kind, ())]
+    names = [s.name for s in steps_of(kind, True, True) + OPTIONAL_STEPS.get(kind, ())]
     for step in _get(doc.value, "steps") or {}:
         if step not in names:
             raise doc.error(("steps", step), f"a {kind} pipeline has no step {step!r}",
                             hint=suggest(step, names) or f"steps: {', '.join(names)}")
+
+
+def check_model_source(doc: Located) -> None:
+    """Serving reads one MLflow run (``run_id``) or a registered model's alias (``model_name``)."""
+    base = ("serving", "model_source")
+    source = _get(doc.value, *base) or {}
+    if ("run_id" in source) == ("model_name" in source):
+        raise doc.error(base, "model_source needs exactly one of run_id or model_name",
+                        hint="serve the registry's champion with `model_name: churn_model` (alias: champion), "
+                             "or pin one MLflow run with `run_id: <id>`")
+    if "alias" in source and "run_id" in source:
+        raise doc.error(base + ("alias",), "alias is read with model_name, not with run_id",
+                        hint="remove alias, or replace run_id by model_name")
+    if _get(doc.value, "deployment", "on_model_change") and "model_name" not in source:
+        raise doc.error(("deployment", "on_model_change"), "on_model_change needs serving.model_source.model_name",
+                        hint="a pinned run_id never changes; serve `model_name` + `alias` to follow the champion")
+
+
+def check_registration(doc: Located, problem_type: str) -> None:
+    """``training.registration.compare_on`` is a metric of the problem type."""
+    where = ("training", "registration", "compare_on")
+    metric = _get(doc.value, *where)
+    allowed = METRICS[problem_type]
+    if metric is not None and metric not in allowed:
+        raise doc.error(where, f"metric {metric!r} is not available for {problem_type}",
+                        hint=suggest(metric, allowed) or f"choose from {', '.join(allowed)}")
 
 
 def check(doc: Located, stem: str) -> list[str]:
@@ -270,5 +297,6 @@ def check(doc: Located, stem: str) -> list[str]:
         check_framework(doc, problem_type)
     if problem_type is not None:
         check_metrics(doc, problem_type)
+        check_registration(doc, problem_type)
     check_kind(doc, kind)
     return warnings

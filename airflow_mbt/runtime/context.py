@@ -190,6 +190,7 @@ class StepContext:
     run: RunContext | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("airflow_mbt.step"))
     rows_removed: dict[str, int] = field(default_factory=dict)  # row filters: field -> rows removed
+    summary: dict[str, Any] = field(default_factory=dict)  # small JSON facts for run_results and XCom
 
     @property
     def config(self) -> Mapping[str, Any]:

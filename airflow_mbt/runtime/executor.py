@@ -97,7 +97,8 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
     seconds = round(time.monotonic() - started, 3)
     log.info("mbt step %s.%s run_id=%s ok in %.1fs", manifest.name, step.name, run_id, seconds)
     return StepResult(name=step.name, status=StepStatus.SUCCESS, seconds=seconds, run_id=run_id,
-                      outputs={name: e["uri"] for name, e in entries.items()}, rows_removed=dict(ctx.rows_removed))
+                      outputs={name: e["uri"] for name, e in entries.items()}, rows_removed=dict(ctx.rows_removed),
+                      summary=dict(ctx.summary))
 
 
 def _remove_tree(path: Path) -> None:

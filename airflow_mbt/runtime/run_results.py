@@ -4,10 +4,12 @@ JSON (``schema_version`` 1)::
 
     {"schema_version": 1, "pipeline", "run_id", "target", "status", "started_at", "finished_at",
      "seconds", "mlflow_run_id", "run": RunContext.to_json() | null,
-     "steps": [{"name", "status", "seconds", "error"?, "outputs"?, "rows_removed"?}]}
+     "steps": [{"name", "status", "seconds", "error"?, "outputs"?, "rows_removed"?, "summary"?}]}
 
 ``rows_removed`` (additive): the rows each row filter of the step removed
 (``{"training.filters[0]": 12, "training.drop_duplicates": 3}``), only when the step has filters.
+``summary`` (additive) is what a step reports beyond its artifacts: ``promote``'s decision and both
+models' metrics, ``load_model``'s resolved model version.
 
 ``run`` (additive, same schema_version) records what the run covered: logical_date, ds,
 interval_start, interval_end, run_type, try_number, dag_id, airflow_run_id.
@@ -49,11 +51,14 @@ class StepResult:
     outputs: dict[str, str] = field(default_factory=dict)  # artifact name -> URI
     error: str | None = None
     rows_removed: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)  # what the step decided (e.g. promote), optional
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "status": str(self.status), "seconds": self.seconds}
         if self.error is not None:
             out["error"] = self.error
+        if self.summary:
+            out["summary"] = dict(self.summary)
         if self.status == StepStatus.SUCCESS:
             out["outputs"] = dict(self.outputs)
         if self.rows_removed:
@@ -61,8 +66,11 @@ class StepResult:
         return out
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"step": self.name, "name": self.name, "status": str(self.status), "seconds": self.seconds,
-                "outputs": dict(self.outputs), "run_id": self.run_id}
+        out = {"step": self.name, "name": self.name, "status": str(self.status), "seconds": self.seconds,
+               "outputs": dict(self.outputs), "run_id": self.run_id}
+        if self.summary:
+            out["summary"] = dict(self.summary)
+        return out
 
 
 @dataclass
@@ -93,7 +101,8 @@ class RunResults:
                                 hint="read it with the mbt version that wrote it")
         steps = [StepResult(name=s["name"], status=StepStatus(s["status"]), seconds=s.get("seconds") or 0.0,
                             run_id=data["run_id"], outputs=dict(s.get("outputs") or {}), error=s.get("error"),
-                            rows_removed=dict(s.get("rows_removed") or {}))
+                            rows_removed=dict(s.get("rows_removed") or {}),
+                            summary=dict(s.get("summary") or {}))
                  for s in data.get("steps") or []]
         return cls(pipeline=data["pipeline"], run_id=data["run_id"], target=data["target"],
                    status=StepStatus(data["status"]), started_at=data["started_at"],

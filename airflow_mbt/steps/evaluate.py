@@ -33,11 +33,7 @@ def run(ctx, inputs: dict) -> dict:
         raise MBTInputError(f"metric {primary!r} is not computed for {problem}",
                             field="training.evaluation.primary_metric",
                             hint=f"available: {', '.join(metrics.METRICS[problem])}")
-    y = test[meta["label_column"]]
-    y = normalize_labels(y, meta["classes"], meta["label_column"]) if problem != "regression" \
-        else regression_labels(y, meta["label_column"])
-    scored = scoring.score(framework, model, meta, preprocessing.transform(test, pre))
-    values = metrics.compute(problem, y, scored, classes=meta["classes"], positive_class=meta["positive_class"])
+    y, scored, values = score_test(framework, model, meta, pre, test)
     results = criteria.evaluate(checks, values)
     plots_dir = fresh_dir(ctx.step_dir / "plots")
     written = []
@@ -62,6 +58,18 @@ def run(ctx, inputs: dict) -> dict:
     if not all(r["passed"] for r in results):
         criteria.enforce(results, values, keep_failed_run(ctx, model_dir, pre, doc, plots_dir))
     return {"metrics": doc, "plots": plots_dir}
+
+
+def score_test(framework, model, meta: dict, pre: dict, test) -> tuple:
+    """``(labels, scored, metric values)`` of a saved model on a test set (also used by ``promote``
+    to re-score the champion on the challenger's test set)."""
+    problem = meta["problem_type"]
+    y = test[meta["label_column"]]
+    y = normalize_labels(y, meta["classes"], meta["label_column"]) if problem != "regression" \
+        else regression_labels(y, meta["label_column"])
+    scored = scoring.score(framework, model, meta, preprocessing.transform(test, pre))
+    values = metrics.compute(problem, y, scored, classes=meta["classes"], positive_class=meta["positive_class"])
+    return y, scored, values
 
 
 def keep_failed_run(ctx, model_dir, pre: dict, doc: dict, plots_dir) -> str:

@@ -42,8 +42,9 @@ def _chunks(predictions, rows: int, include_probabilities: bool):
         yield df
 
 
-def partition(ctx) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(stamp columns of every row, ``replace_where`` of the partition) for this run."""
+def partition(ctx, model_ref: dict | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(stamp columns of every row, ``replace_where`` of the partition) for this run;
+    ``model_run_id`` is the run ``load_model`` resolved (``model_ref``), else the YAML's run id."""
     run = getattr(ctx, "run", None)
     logical = getattr(run, "logical_date", None)
     when = logical or datetime.now(timezone.utc)
@@ -52,7 +53,8 @@ def partition(ctx) -> tuple[dict[str, Any], dict[str, Any]]:
     name = ctx.manifest.pipeline.name
     serving = ctx.config.get("serving") or {}
     stamp = {"execution_date": when,
-             "model_run_id": str((serving.get("model_source") or {}).get("run_id") or ""),
+             "model_run_id": str((model_ref or {}).get("run_id") or (serving.get("model_source") or {}).get("run_id")
+                                 or ""),
              "serving_run_id": ctx.run_id,
              PARTITION_COLUMN: name}
     replace = ({PARTITION_COLUMN: name, "execution_date": when} if logical is not None
@@ -72,7 +74,7 @@ def run(ctx, inputs: dict) -> dict:
     if destination not in DESTINATIONS:
         raise MBTInputError(f"unknown destination {destination!r}", field="serving.output.destination",
                             hint=f"use one of: {', '.join(DESTINATIONS)}")
-    stamp, replace = partition(ctx)
+    stamp, replace = partition(ctx, inputs.get("model_ref"))
     chunks = _chunks(inputs["predictions"], ctx.chunk_rows(), output.get("include_probabilities", True))
     stamped = (df.assign(**stamp) for df in chunks)
     result = {"destination": destination, "serving_run_id": ctx.run_id,

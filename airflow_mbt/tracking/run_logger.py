@@ -177,8 +177,11 @@ def log_training_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, pl
     meta = read_meta(model_dir)
     with store.session(ctx.runtime) as target:
         try:
-            out = _log(ctx, store.client(target), target, experiment_name, meta, model_dir, preprocessor,
-                       metrics, plots_dir)
+            client = store.client(target)
+            out = _log(ctx, client, target, experiment_name, meta, model_dir, preprocessor, metrics, plots_dir)
+            registration = (ctx.config.get("training") or {}).get("registration")
+            if registration:
+                out.update(register_version(ctx, client, registration["model_name"], out, meta, metrics))
         except MlflowException as exc:
             raise InfraError("MLflow", f"{store.redact(target.tracking_uri)}: {exc.error_code}: "
                                        f"{str(exc.message)[:300]}") from None
@@ -226,6 +229,27 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
         client.set_terminated(run_id, "FAILED")
         raise
     return describe(client.get_run(run_id), experiment_name, target.tracking_uri)
+
+
+def version_tags(ctx, meta: dict, metrics: dict) -> dict[str, str]:
+    """Tags of a registered model version: mbt run id, pipeline, manifest hash, logical date, metrics."""
+    tags = {k: v for k, v in base_tags(ctx, meta, STATUS_PASSED).items()
+            if k in ("pipeline_name", "mbt_run_id", "target", "mbt_manifest_hash", "mbt_logical_date", "framework")}
+    tags.update({f"metric.{k}": f"{v:.6g}" for k, v in metric_values(metrics).items()})
+    return tags
+
+
+def register_version(ctx, client, name: str, out: dict, meta: dict, metrics: dict) -> dict:
+    """Register the run's model as a version of ``name`` (idempotent per run), tag it and point the
+    ``challenger`` alias at it; returns ``{"model_name", "model_version"}`` for ``mlflow_run``."""
+    from airflow_mbt.tracking import registry
+
+    uri = out["model_uri"]
+    model_id = uri[len("models:/"):] if uri.startswith("models:/m-") else None
+    version = registry.register(client, name, uri, out["run_id"], version_tags(ctx, meta, metrics), model_id=model_id)
+    registry.move_alias(client, name, registry.CHALLENGER, version.version)
+    ctx.log.info("registered %s version %s (alias %s)", name, version.version, registry.CHALLENGER)
+    return {"model_name": name, "model_version": str(version.version)}
 
 
 def experiment_name_of(ctx) -> str:

@@ -111,6 +111,18 @@ def mlflow_tracking_uri(stack_env) -> str:
     return stack_env["MBT_MLFLOW_URI"]
 
 
+@pytest.fixture
+def mlflow_conn_env(monkeypatch):
+    """``set(conn_id, uri)``: an Airflow connection (env ``AIRFLOW_CONN_*``) to the MLflow server."""
+    import json
+
+    def set_conn(conn_id: str, uri: str) -> None:
+        host, port = uri.split("://", 1)[1].rsplit(":", 1)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}",
+                           json.dumps({"conn_type": "mlflow", "host": host, "port": int(port), "schema": "http"}))
+    return set_conn
+
+
 @pytest.fixture(scope="session")
 def h2o_url(stack_env) -> str:
     return stack_env["MBT_H2O_URL"]

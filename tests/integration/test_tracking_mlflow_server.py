@@ -4,7 +4,6 @@ the server (``--artifacts-destination``), so the client needs no S3 keys."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,10 +24,8 @@ CONN_ID = "b2_tracking_test"
 
 
 @pytest.fixture
-def server_target(monkeypatch):
-    host, port = MLFLOW_URI.split("://", 1)[1].rsplit(":", 1)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}",
-                       json.dumps({"conn_type": "mlflow", "host": host, "port": int(port), "schema": "http"}))
+def server_target(mlflow_conn_env):
+    mlflow_conn_env(CONN_ID, MLFLOW_URI)
     return dev_target(mlflow={"conn_id": CONN_ID})
 
 

@@ -62,7 +62,7 @@ def test_tasks_and_dependencies_follow_the_manifest(manifests_dir):
     upstream = {t.task_id: set(t.upstream_task_ids) for t in serving.tasks}
     assert upstream == {"load_model": set(), "load_scoring_data": set(),
                         "apply_transforms": {"load_model", "load_scoring_data"},
-                        "predict": {"load_model", "apply_transforms"}, "publish": {"predict"}}
+                        "predict": {"load_model", "apply_transforms"}, "publish": {"load_model", "predict"}}
     training = _dagbag().dags["training_churn_model_v1"]
     assert [t.task_id for t in training.topological_sort()] == [
         "load_data", "split_data", "train_model", "evaluate", "log_run"]

@@ -189,7 +189,7 @@ def test_independent_serving_steps_record_concurrently(project, monkeypatch):
     def load_model(ctx, inputs):
         d = ctx.step_dir / "model"
         d.mkdir()
-        return {"model": d, "preprocessor": {"version": 1}}
+        return {"model": d, "preprocessor": {"version": 1}, "model_ref": {"run_id": "r1"}}
 
     def load_scoring_data(ctx, inputs):
         return {"scoring_data": pd.DataFrame({"customer_id": ["N1"]})}
@@ -211,7 +211,7 @@ def test_independent_serving_steps_record_concurrently(project, monkeypatch):
         [t.join() for t in threads]
         assert errors == []
         reg = ArtifactRegistry(_runtime(manifest, project).storage(), run_id, pipeline=manifest.name).load()
-        assert sorted(reg) == ["model", "preprocessor", "scoring_data"]
+        assert sorted(reg) == ["model", "model_ref", "preprocessor", "scoring_data"]
 
 
 def test_run_pipeline_success_results_and_progress(project, steps):

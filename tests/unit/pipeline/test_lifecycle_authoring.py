@@ -1,0 +1,168 @@
+"""Registration and serving-by-alias authoring: schema, positioned errors, defaults, the promote
+steps in the manifest, and the DAG pieces (approval task, asset alias outlets, asset-or-time
+schedule) built from a manifest without any network."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_mbt.errors import MBTInputError
+from airflow_mbt.manifest import Manifest
+from airflow_mbt.pipeline.compiler import compile_pipeline
+from airflow_mbt.project.profiles import resolve_target
+from airflow_mbt.project.root import Project
+from airflow_mbt.scaffold.project_init import init_project
+from airflow_mbt.steps.promote import decide
+
+TRAIN = "training_churn_model_v1"
+SERVE = "serving_churn_model_v1"
+REGISTRATION = """
+  registration:
+    model_name: churn_model
+    approval: {approval}
+"""
+
+
+@pytest.fixture()
+def proj(tmp_path) -> Project:
+    return Project(init_project("demo", tmp_path))
+
+
+def _edit(proj: Project, name: str, old: str, new: str) -> None:
+    path = proj.root / "pipelines" / f"{name}.yaml"
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def _set_registration(proj: Project, approval: str = "none", extra: str = "") -> None:
+    path = proj.root / "pipelines" / f"{TRAIN}.yaml"
+    text = path.read_text()
+    if "registration:" in text:  # the scaffold may already register: replace its block
+        start = text.index("  registration:")
+        end = text.index("\n  evaluation:", start) if "\n  evaluation:" in text[start:] else len(text)
+        text = text[:start].rstrip("\n") + "\n" + text[end + 1:]
+    text = text.replace("training:\n", "training:" + REGISTRATION.format(approval=approval) + extra, 1)
+    path.write_text(text)
+
+
+def _serve_alias(proj: Project, source: str) -> None:
+    path = proj.root / "pipelines" / f"{SERVE}.yaml"
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "model_source:")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+    path.write_text("\n".join(lines[:start + 1] + [f"    {x}" for x in source.splitlines()] + lines[end:]) + "\n")
+
+
+def build(proj: Project, name: str = TRAIN) -> Manifest:
+    return compile_pipeline(proj, name, resolve_target(proj, None, env={}), None, {})
+
+
+def test_registration_compiles_promote_with_defaults(proj):
+    _set_registration(proj)
+    m = build(proj)
+    assert [s.name for s in m.steps][-2:] == ["log_run", "promote"]
+    assert m.step("promote").depends_on == ("split_data", "evaluate", "log_run")
+    assert m.config["training"]["registration"] == {"model_name": "churn_model", "alias": "champion",
+                                                    "promote": "if_better", "compare_on": "roc_auc",
+                                                    "approval": "none"}
+    assert m.schema_version == 2
+
+
+def test_approval_required_adds_apply_promotion(proj):
+    _set_registration(proj, "required")
+    m = build(proj)
+    assert [s.name for s in m.steps][-3:] == ["log_run", "promote", "apply_promotion"]
+    assert m.step("apply_promotion").depends_on == ("promote",)
+
+
+def test_compare_on_unknown_metric_is_positioned(proj):
+    _set_registration(proj, extra="    compare_on: roc_acu\n")
+    with pytest.raises(MBTInputError) as err:
+        build(proj)
+    assert err.value.field == "training.registration.compare_on" and err.value.line and err.value.col
+    assert "roc_auc" in (err.value.hint or "")
+
+
+def test_bad_promote_policy_is_a_schema_error(proj):
+    _set_registration(proj, extra="    promote: sometimes\n")
+    with pytest.raises(MBTInputError) as err:
+        build(proj)
+    assert "promote" in str(err.value) and err.value.line
+
+
+def test_serving_by_alias_needs_no_run_id(proj):
+    _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model")
+    m = build(proj, SERVE)
+    assert m.config["serving"]["model_source"]["alias"] == "champion"
+    assert "run_id" not in m.config["serving"]["model_source"]
+    assert [s.name for s in m.steps][0] == "load_model"
+    assert "model_ref" in m.step("publish").inputs
+
+
+@pytest.mark.parametrize("source, field, words", [
+    ("registry: mlflow", "serving.model_source", "exactly one of run_id or model_name"),
+    ("run_id: 0123456789abcdef0123456789abcdef\nmodel_name: churn_model", "serving.model_source", "exactly one"),
+    ("run_id: 0123456789abcdef0123456789abcdef\nalias: champion", "serving.model_source.alias", "with model_name"),
+])
+def test_model_source_mistakes_are_positioned(proj, source, field, words):
+    _serve_alias(proj, source)
+    with pytest.raises(MBTInputError) as err:
+        build(proj, SERVE)
+    assert err.value.field == field and words in err.value.message and err.value.line
+
+
+def test_on_model_change_needs_model_name(proj):
+    _serve_alias(proj, "run_id: 0123456789abcdef0123456789abcdef")
+    _edit(proj, SERVE, "  cadence: daily", "  cadence: daily\n  on_model_change: true")
+    with pytest.raises(MBTInputError) as err:
+        build(proj, SERVE)
+    assert err.value.field == "deployment.on_model_change"
+
+
+@pytest.mark.parametrize("policy, metric, mine, theirs, has, wins", [
+    ("if_better", "roc_auc", 0.8, 0.7, True, True),
+    ("if_better", "roc_auc", 0.7, 0.7, True, False),    # a tie keeps the champion
+    ("if_better", "roc_auc", 0.6, 0.7, True, False),
+    ("if_better", "rmse", 1.0, 2.0, True, True),        # lower is better
+    ("if_better", "rmse", 3.0, 2.0, True, False),
+    ("if_better", "roc_auc", 0.5, None, False, True),   # no champion yet
+    ("always", "roc_auc", 0.1, 0.9, True, True),
+    ("never", "roc_auc", 0.9, 0.1, True, False),
+])
+def test_decide(policy, metric, mine, theirs, has, wins):
+    assert decide(policy, metric, mine, theirs, has)[0] is wins
+
+
+def _dag(manifest: Manifest):
+    from airflow_mbt.dag_factory import build_dag
+
+    return build_dag(manifest, "file:///tmp/manifest.json")
+
+
+def test_dag_with_approval_and_asset_alias(proj):
+    from airflow.sdk import AssetAlias
+
+    from airflow_mbt.operators.approval import MBTApprovalOperator
+
+    _set_registration(proj, "required")
+    dag = _dag(build(proj))
+    approve = dag.get_task("approve_promotion")
+    assert isinstance(approve, MBTApprovalOperator)
+    assert approve.upstream_task_ids == {"promote"}
+    assert dag.get_task("apply_promotion").upstream_task_ids == {"promote", "approve_promotion"}
+    assert "challenger" in approve.body and "champion" in approve.body
+    outlets = dag.get_task("promote").outlets
+    assert len(outlets) == 1 and isinstance(outlets[0], AssetAlias)
+    assert dag.get_task("train_model").outlets == []
+
+
+def test_serving_on_model_change_is_asset_or_time(proj):
+    from airflow.sdk import Asset, AssetOrTimeSchedule
+
+    _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model\nalias: champion")
+    _edit(proj, SERVE, "  cadence: daily", "  cadence: daily\n  on_model_change: true")
+    dag = _dag(build(proj, SERVE))
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.asset_condition.objects == (
+        Asset(name="mbt_model__churn_model__champion", uri="mlflow-model://churn_model/champion"),)
