@@ -49,9 +49,9 @@ def test_steady_data_writes_a_row_per_feature_and_metric(trained):
     root, _, _, mlflow_run = trained
     manifest = monitored(serving_config(mlflow_run["run_id"], serving={"monitoring": {"on_breach": "fail"}}))
     assert [s.name for s in manifest.steps][-2:] == ["monitor", "publish"]
-    assert manifest.step("publish").depends_on == ("predict", "monitor")
+    assert manifest.step("publish").depends_on == ("load_model", "predict", "monitor")
     run_id = run_steps(manifest, root)
-    table = pd.read_csv(root / "sample_data" / "model_monitoring.csv")
+    table = pd.read_csv(root / "output" / "model_monitoring.csv")
     mine = table[table["serving_run_id"] == run_id]
     features = {"tenure", "monthly_charges", "total_charges", "contract_type", "prediction", "prediction_probability"}
     assert set(mine["feature"]) == features
@@ -77,7 +77,7 @@ def test_shifted_batch_fails_with_exit_3_before_publish(trained):
     assert classify(err.value).exit_code == 3 and not classify(err.value).retryable
     assert "tenure psi" in str(err.value) and "contract_type psi" in str(err.value)
     assert not (root / "shifted_preds.csv").exists()  # publish waits for monitor
-    table = pd.read_csv(root / "sample_data" / "model_monitoring.csv")
+    table = pd.read_csv(root / "output" / "model_monitoring.csv")
     psi = table[(table["metric"] == "psi") & table["serving_run_id"].str.len().gt(0)]
     assert psi.groupby("feature")["value"].max()["tenure"] > 0.25
 
