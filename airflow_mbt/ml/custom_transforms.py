@@ -100,8 +100,17 @@ def load_all(specs: Iterable[str], root: Path, field: str = FIELD) -> list[tuple
 
 
 def run(df: "pd.DataFrame", loaded: list[tuple[str, Transform]], *, field: str = FIELD,
-        row_filters: bool = False) -> "pd.DataFrame":
-    """Run loaded transforms in order; a missing column inside one is a ``DataContractError``."""
+        row_filters: bool = False, root: Path | None = None) -> "pd.DataFrame":
+    """Run loaded transforms in order; a missing column inside one is a ``DataContractError``.
+    With ``root`` (where they were loaded from) the calls run inside ``isolated(root)``, so an
+    import inside a function body finds the project's modules too."""
+    if root is None or not loaded:
+        return _run(df, loaded, field, row_filters)
+    with isolated(Path(root).resolve(), {spec.split(".")[0].split(":")[0] for spec, _ in loaded}):
+        return _run(df, loaded, field, row_filters)
+
+
+def _run(df: "pd.DataFrame", loaded: list[tuple[str, Transform]], field: str, row_filters: bool) -> "pd.DataFrame":
     import pandas as pd
 
     for i, (spec, func) in enumerate(loaded):
@@ -133,7 +142,8 @@ def run(df: "pd.DataFrame", loaded: list[tuple[str, Transform]], *, field: str =
 def apply(df: "pd.DataFrame", specs: Iterable[str], project_dir: Path, *, field: str = FIELD,
           row_filters: bool = False) -> "pd.DataFrame":
     """Import (in isolation) and run the transforms ``specs`` from ``project_dir``."""
-    return run(df, load_all(list(specs), project_dir, field), field=field, row_filters=row_filters)
+    return run(df, load_all(list(specs), project_dir, field), field=field, row_filters=row_filters,
+               root=Path(project_dir))
 
 
 def code_files(specs: Iterable[str], project_dir: Path) -> list[Path]:

@@ -16,6 +16,8 @@ writes is:
   preprocessing and never trains. (Not rejected: older serving files, the bad-input corpus and
   the spec demo carry whole training blocks.)
 
+``serving.model_source.artifact_snapshot: true`` is warned about too (it has no effect).
+
 Fields inherited from a base pipeline (``pipelines/_<name>.yaml``, shared with the training
 pipeline) are accepted silently: they describe the training the model came from.
 """
@@ -66,4 +68,9 @@ def check(doc: Located) -> list[str]:
         warnings.append(f"{loc.file}:{loc.line}:{loc.col}: {', '.join(names)} {'has' if len(names) == 1 else 'have'} "
                         "no effect in a serving pipeline: serving replays the model's column plan and "
                         f"preprocessing ({HINT}; extra scoring columns are dropped with serving.data_source.query)")
+    snapshot = ("serving", "model_source", "artifact_snapshot")
+    if (doc.value.get("serving") or {}).get("model_source", {}).get("artifact_snapshot") is True:
+        loc = doc.loc(snapshot)
+        warnings.append(f"{loc.file}:{loc.line}:{loc.col}: serving.model_source.artifact_snapshot has no effect: "
+                        "the model is always downloaded from its MLflow run")
     return warnings

@@ -20,29 +20,30 @@ from airflow_mbt.runtime.table_stream import frames
 from airflow_mbt.steps.error_location import with_pipeline_location
 
 
-def _transforms(ctx, pre: dict) -> list:
+def _transforms(ctx, pre: dict) -> tuple[list, object]:
+    """The loaded transforms and the folder they come from."""
     specs = pre.get("custom_transforms") or []
     if not specs:
-        return []
+        return [], None
     files = pre.get("transform_code") or {}
     if not files:
         ctx.log.warning("the model has no logged transform code: running %s from the project's current code",
                         ", ".join(specs))
-        return custom_transforms.load_all(specs, ctx.project_dir)
+        return custom_transforms.load_all(specs, ctx.project_dir), ctx.project_dir
     changed = custom_transforms.changed_files(files, ctx.project_dir)
     if changed:
         ctx.log.warning("%s changed since the model was trained (logged code sha256 %s): serving runs the "
                         "logged code; retrain to use the new code", ", ".join(changed),
                         str(pre.get("transform_code_sha256", ""))[:12])
     root = custom_transforms.materialize(files, ctx.step_dir / "logged_code")
-    return custom_transforms.load_all(specs, root)
+    return custom_transforms.load_all(specs, root), root
 
 
 @with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
     pre = inputs["preprocessor"]
     table = ((ctx.config.get("serving") or {}).get("data_source") or {}).get("scoring_table", "scoring data")
-    loaded = _transforms(ctx, pre)
+    loaded, code_root = _transforms(ctx, pre)
     id_col = pre.get("id_column")
     out = ctx.table_writer("features")
     with out:
@@ -52,7 +53,7 @@ def run(ctx, inputs: dict) -> dict:
                 ctx.rows_removed[key] = ctx.rows_removed.get(key, 0) + count
             if df.empty:  # an empty partition (serving.partitions) or all rows filtered out
                 continue
-            df = custom_transforms.run(df, loaded)
+            df = custom_transforms.run(df, loaded, root=code_root)
             contract.check(df, pre, source=f"table {table!r}")
             data_checks.reject_non_finite(df, {id_col} if id_col else set(), f"table {table!r}")
             features = preprocessing.transform(df, pre)

@@ -301,7 +301,8 @@ def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtim
 
 def dev_serving_output(project: Path) -> Path:
     """Where the local serving run wrote its predictions: ``predictions.csv`` for destination
-    local_file, or the dev data connector's table file for destination database."""
+    local_file, or the dev data connector's table file for destination database (a mapped file,
+    else ``<output_path>/<table>.csv``)."""
     doc = yaml.safe_load((project / "pipelines" / f"{SERVING}.yaml").read_text())
     output = doc["serving"]["output"]
     if output.get("destination", "local_file") == "local_file":
@@ -309,4 +310,4 @@ def dev_serving_output(project: Path) -> Path:
     profile = next(iter(yaml.safe_load((project / "profiles.yaml").read_text()).values()))
     config = profile["outputs"]["dev"]["data_connector"]["config"]
     mapped = (config.get("tables") or {}).get(output["table"])  # e.g. ./predictions.csv
-    return (project / (mapped or f"{config['data_path']}/{output['table']}.csv")).resolve()
+    return (project / (mapped or f"{config.get('output_path', './output')}/{output['table']}.csv")).resolve()

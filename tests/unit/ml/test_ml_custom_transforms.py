@@ -122,3 +122,10 @@ def test_logged_code_runs_instead_of_the_edited_lib(tmp_path):
     assert out["v"].tolist() == [1]
     with pytest.raises(MBTInputError, match="unsafe path"):
         custom_transforms.materialize({"../evil.py": "x = 1"}, logged)
+
+
+def test_an_import_inside_the_function_finds_the_project(tmp_path):
+    (tmp_path / "lib").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "lib" / "helpers.py").write_text("K = 3\n")
+    write_lib(tmp_path, "def f(df):\n    from lib.helpers import K\n    return df.assign(v=K)\n")
+    assert custom_transforms.apply(pd.DataFrame({"x": [0]}), ["lib.features:f"], tmp_path)["v"].tolist() == [3]

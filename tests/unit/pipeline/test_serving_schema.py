@@ -77,3 +77,32 @@ def test_training_pipeline_still_needs_problem_type_and_training(project, capsys
 ])
 def test_conflicts_with_the_model(declared, meta, conflict):
     assert bool(model_facts.conflicts(declared, meta)) is conflict
+
+
+def test_load_model_stops_on_a_restated_value_that_differs_from_the_model(tmp_path, monkeypatch):
+    """A serving file that says label_column: quality for a model trained on target: exit 2 at
+    that field, never the model's value silently."""
+    import logging
+    from types import SimpleNamespace
+
+    from airflow_mbt.errors import MBTInputError
+    from airflow_mbt.ml.scoring import write_meta
+    from airflow_mbt.steps import load_model
+    from airflow_mbt.tracking import model_fetch
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    write_meta(model_dir, {"framework": "sklearn", "problem_type": "multiclass_classification",
+                           "classes": [0, 1, 2], "positive_class": None, "feature_columns": ["a"],
+                           "label_column": "target", "primary_key": "row_id"})
+    monkeypatch.setattr(model_fetch, "fetch", lambda runtime, run_id, dest: (model_dir, {}))
+    manifest = SimpleNamespace(position=lambda field: None, pipeline=SimpleNamespace(source_file="pipelines/s.yaml"))
+
+    def ctx(training):
+        return SimpleNamespace(config={"serving": {"model_source": {"run_id": "r1"}}, "training": training},
+                               step_dir=tmp_path, runtime=None, log=logging.getLogger("t"), manifest=manifest)
+
+    assert load_model.run(ctx({"schema": {"target": {"label_column": "target", "classes": [2, 1, 0]}}}), {})
+    with pytest.raises(MBTInputError) as err:
+        load_model.run(ctx({"schema": {"target": {"label_column": "quality"}}}), {})
+    assert err.value.field == "training.schema.target.label_column" and "'target'" in err.value.message

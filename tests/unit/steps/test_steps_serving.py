@@ -52,7 +52,7 @@ def test_database_destination_is_idempotent_per_serving_run(trained):
     run_id = run_steps(manifest, root)
     run_steps(manifest, root, ["publish"], run_id=run_id)  # a retried publish replaces its own rows
     other = run_steps(manifest, root)
-    table = pd.read_csv(root / "output" / "churn_predictions.csv")  # tables go to output_path, not the inputs
+    table = pd.read_csv(root / "output" / "churn_predictions.csv")
     assert list(table.columns) == ["customer_id", "prediction", "prediction_probability", "execution_date",
                                    "model_run_id", "serving_run_id", "pipeline_name"]
     assert table.groupby("serving_run_id").size().to_dict() == {run_id: 200, other: 200}
