@@ -82,6 +82,8 @@ def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
     from airflow_mbt.pipeline.sql_check import dialect_of
 
     from airflow_mbt.project.code import project_code
+    from airflow_mbt.project.kubernetes_target import check_kubernetes_target
 
     pipeline = validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section))
+    check_kubernetes_target(target, pipeline.config)
     return build_manifest(pipeline, target, project_code(project.root, pipeline.config))
