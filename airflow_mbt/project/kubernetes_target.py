@@ -16,25 +16,13 @@ position of the field, with a hint; other targets pass untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from airflow_mbt.manifest import SECRET_KEY
+from airflow_mbt.project.profiles import _secret_refs
 
 # sections whose conn_id the steps use; manifests.conn_id is for `mbt deploy` and the loader
 _CONN_SECTIONS = (("storage", "config"), ("data_connector", "config"), ("mlflow",), ("h2o",))
-
-
-def _secrets(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
-    if isinstance(value, Mapping):
-        if set(value) == {SECRET_KEY}:
-            yield path, str(value[SECRET_KEY])
-            return
-        for key, item in value.items():
-            yield from _secrets(item, path + (key,))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _secrets(item, path + (i,))
 
 
 def used_connections(section: Mapping[str, Any], framework: str | None) -> dict[str, tuple[str, ...]]:
@@ -58,7 +46,7 @@ def check_kubernetes_target(target: Any, config: Mapping[str, Any]) -> None:
     executor = section.get("executor") or {}
     if executor.get("type") != "kubernetes":
         return
-    for path, name in _secrets({k: v for k, v in section.items() if k != "manifests"}, ()):
+    for path, name in _secret_refs({k: v for k, v in section.items() if k != "manifests"}, ()):
         raise target.doc.error(target.loc_path(*path), f"{{{{ secret('{name}') }}}} cannot reach the pods of "
                                f"kubernetes target {target.name!r}",
                                hint="put the credential into an Airflow connection held in a Kubernetes Secret "
