@@ -117,6 +117,32 @@ def proba_column(cls: object) -> str:
     return f"proba_{cls}"
 
 
+# ``orchestrator.config.default_args`` fields that Airflow takes as a timedelta; the profile
+# writes them as a duration (``parse_duration``), checked by profiles.schema.json at compile.
+TIMEDELTA_ARGS = ("execution_timeout", "retry_delay", "max_retry_delay")
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([dhms])\s*")
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds of a duration: a number of seconds, or a string of ``<number><d|h|m|s>`` parts
+    (``"90s"``, ``"30m"``, ``"1h30m"``, ``"2d"``); ``None`` when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    pos, total = 0, 0.0
+    while pos < len(value):
+        m = _DURATION_PART.match(value, pos)
+        if m is None or m.end() == pos:
+            return None
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return total
+
+
 def parse_criterion(text: object) -> tuple[str, str, float] | None:
     """``"roc_auc >= 0.7"`` -> ``("roc_auc", ">=", 0.7)``; ``None`` when malformed."""
     m = _CRITERION.match(text) if isinstance(text, str) else None

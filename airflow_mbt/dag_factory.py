@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_mbt.constants import ExecutorType
+from airflow_mbt.constants import TIMEDELTA_ARGS, ExecutorType, parse_duration
 
 if TYPE_CHECKING:
     from airflow_mbt.manifest import Manifest
@@ -38,6 +38,10 @@ def default_args(manifest: Manifest) -> dict[str, Any]:
     minutes = args.pop("retry_delay_minutes", None)
     if minutes is not None:
         args["retry_delay"] = timedelta(minutes=float(minutes))
+    for name in TIMEDELTA_ARGS:  # durations ("90s", "1h30m", seconds), checked at compile
+        seconds = parse_duration(args.get(name)) if not isinstance(args.get(name), timedelta) else None
+        if seconds is not None:
+            args[name] = timedelta(seconds=seconds)
     args.setdefault("owner", manifest.pipeline.owner or "airflow")
     return args
 

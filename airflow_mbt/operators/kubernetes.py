@@ -1,7 +1,10 @@
 """``MBTKubernetesStepOperator``: run one manifest step as ``mbt step execute`` in a pod.
 
-Image, namespace and service account come from the manifest target's ``executor.config``;
-container requests/limits from the step's ``resources``. Connections reach the pod only as
+Image, namespace, service account and the hardening settings (``security_context``,
+``pod_security_context``, ``tolerations``, ``node_selector``, ``affinity``,
+``priority_class_name``, ``startup_timeout_seconds``) come from the manifest target's
+``executor.config``; container requests/limits from the step's ``resources``, else from
+``executor.config.default_resources`` (so no step pod runs BestEffort when it is set). Connections reach the pod only as
 ``AIRFLOW_CONN_<ID>`` env vars that reference Kubernetes Secrets (``secretKeyRef``, key = conn
 id, from ``executor.config.connection_secrets``) - never as values. A partitioned step
 (``partitioned=True``, in the mapped task group of ``serving.partitions``) is one pod per
@@ -88,6 +91,19 @@ def container_resources(resources: dict[str, Any] | None) -> k8s.V1ResourceRequi
     return k8s.V1ResourceRequirements(requests=dict(res), limits=dict(res))
 
 
+# executor.config key -> KubernetesPodOperator argument (the profile schema checks the keys)
+HARDENING = {"security_context": "container_security_context", "pod_security_context": "security_context",
+             "tolerations": "tolerations", "node_selector": "node_selector", "affinity": "affinity",
+             "priority_class_name": "priority_class_name", "startup_timeout_seconds": "startup_timeout_seconds"}
+
+
+def hardening_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The pod settings a platform team sets in ``executor.config`` (securityContext of the
+    container and the pod, tolerations, nodeSelector, affinity, priorityClassName, startup
+    timeout) as ``KubernetesPodOperator`` arguments; unset keys keep the operator's defaults."""
+    return {arg: cfg[key] for key, arg in HARDENING.items() if cfg.get(key) not in (None, "", [], {})}
+
+
 def _label(value: str) -> str:
     return _LABEL.sub("-", value)[:63].strip("-_.") or "x"
 
@@ -119,11 +135,13 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
         kwargs.setdefault("on_finish_action", "delete_succeeded_pod")
         if cfg.get("image_pull_policy"):
             kwargs.setdefault("image_pull_policy", cfg["image_pull_policy"])
+        kwargs.update({k: v for k, v in hardening_kwargs(cfg).items() if k not in kwargs})
         super().__init__(image=image, cmds=["mbt"],
                          arguments=step_arguments(pipeline, step, target, manifest_uri, manifest_hash,
                                                    manifest_conn_id) + (PARTITION_ARGUMENTS if partitioned else []),
                          env_vars=env + list(kwargs.pop("env_vars", None) or []),
-                         container_resources=kwargs.pop("container_resources", None) or container_resources(resources),
+                         container_resources=kwargs.pop("container_resources", None)
+                         or container_resources(resources or cfg.get("default_resources")),
                          **kwargs)
         self.pipeline = pipeline
         self.step = step

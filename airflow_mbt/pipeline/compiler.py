@@ -93,8 +93,10 @@ def compile_pipeline(project: Project, name: str, target: ResolvedTarget,
     from airflow_mbt.pipeline.sql_check import dialect_of
 
     from airflow_mbt.project.code import project_code
+    from airflow_mbt.project.kubernetes_target import check_kubernetes_target
 
     pipeline = validate_pipeline(project, name, vars, env, dialect=dialect_of(target.section))
+    check_kubernetes_target(target, pipeline.config)
     for warning in pipeline.warnings if warn is not None else ():
         warn(warning)
     return build_manifest(pipeline, target, project_code(project.root, pipeline.config))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import uuid
@@ -24,24 +23,15 @@ from pathlib import Path
 
 import pytest
 
+import test_airflow_dag_test_s3_store as s3_store
+
 from airflow_mbt.manifest import Manifest
 
 pytestmark = pytest.mark.services
 
-REPO = Path(__file__).resolve().parents[2]
 MBT = Path(sys.executable).with_name("mbt")
 TRAIN = "training_churn_model_v1"
-
-
-@pytest.fixture(scope="module")
-def stack_conn():
-    up = subprocess.run(["bash", str(REPO / "scripts" / "stack.sh"), "up", "s3"], capture_output=True, text=True,
-                        timeout=600)
-    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-    out = subprocess.run(["bash", "-c", f"set -a; . {shlex.quote(str(REPO / 'scripts' / 'stack.env'))}; "
-                                        "printf %s \"$AIRFLOW_CONN_MBT_S3\""],
-                         capture_output=True, text=True, timeout=60, check=True)
-    return out.stdout
+stack_conn = s3_store.stack_conn  # the stack's S3 connection (module fixture)
 
 
 @pytest.fixture

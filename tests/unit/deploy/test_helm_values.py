@@ -89,3 +89,21 @@ def test_airflow_option_check_knows_real_options_only():
 def test_helm_config_sets_only_options_airflow_declares():
     config = helm()["config"]
     assert unknown_options((s, k) for s, body in config.items() for k in body) == []
+
+
+def test_helm_values_ship_task_logs_to_s3_through_the_amazon_provider():
+    """Worker pods are deleted: task logs (the step-pod output included) must live in S3, in a
+    bucket of their own read and written with a connection of its own."""
+    values = helm()
+    logging = values["config"]["logging"]
+    assert logging["remote_logging"] == "True"
+    assert logging["remote_base_log_folder"].startswith("s3://")
+    bucket = logging["remote_base_log_folder"][len("s3://"):].split("/", 1)[0]
+    assert bucket not in values["config"]["mbt"]["manifests_uri"], "logs must not share the manifests bucket"
+    conn = logging["remote_log_conn_id"]
+    entries = {e["envName"]: e for e in values["secret"]}
+    assert entries[f"AIRFLOW_CONN_{conn.upper()}"] == {"envName": f"AIRFLOW_CONN_{conn.upper()}",
+                                                      "secretName": "mbt-secrets", "secretKey": conn}
+    assert unknown_options(("logging", k) for k in logging) == []
+    # the S3 task handler comes with the amazon provider, locked and so in the runner image
+    assert pins("requirements/lock.txt").get("apache-airflow-providers-amazon")
