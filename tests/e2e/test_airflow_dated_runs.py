@@ -1,5 +1,6 @@
 """Airflow-correct runs on the live Airflow (issue 9): a daily serving DAG scoring
-``customers_daily`` one ``snapshot_date`` per run (``where: "snapshot_date = {{ ds }}"``).
+``customers_daily_e2e`` one ``snapshot_date`` per run (``query: SELECT <the model's columns> ...
+WHERE snapshot_date = {{ ds }}``).
 
 With T = today (UTC): the warehouse holds 8 days T-8 .. T-1. A REST API backfill of the 7 days
 T-8 .. T-2, then unpausing (Airflow schedules the latest interval, T-1), gives exactly 8
@@ -41,9 +42,10 @@ serving:
   model_source:
     registry: mlflow
     run_id: "__RUN_ID__"
-  data_source:
-    scoring_table: {TABLE}
-    where: "snapshot_date = {{{{ ds }}}}"
+  data_source:  # the model's columns of one snapshot: the day is the run's logical date
+    query: >-
+      SELECT customer_id, tenure, monthly_charges, total_charges, contract_type
+      FROM {TABLE} WHERE snapshot_date = {{{{ ds }}}}
   output:
     destination: database
     table: churn_predictions
