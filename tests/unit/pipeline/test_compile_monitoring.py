@@ -57,3 +57,9 @@ def test_bad_monitoring_is_an_input_error_at_its_line(proj, block, field, needle
     e = err.value
     assert e.file and e.file.endswith(f"{SERVE}.yaml") and e.line is not None and e.col is not None
     assert (e.field or "").startswith(field) and needle in str(e)
+
+
+def test_an_empty_monitoring_section_means_the_defaults(proj):
+    m = with_monitoring(proj, "  monitoring: {}\n")
+    assert "monitor" in [s.name for s in m.steps]
+    assert m.config["serving"]["monitoring"] == {"max_psi": 0.25, "on_breach": "warn", "table": "model_monitoring"}
