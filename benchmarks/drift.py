@@ -2,10 +2,10 @@
 same run without it, on a large PostgreSQL scoring table, plus peak memory.
 
 Trains the sklearn churn model once (on the stack's MLflow server, as in prod: a dev sqlite store
-costs seconds per process to open and would hide the step's own cost), fills ``bench_score`` with N rows generated in
-SQL (``bench_serving_memory.fill_scoring_table``), then runs every serving step in one process (as
+costs seconds per process to open and would hide the step's own cost), fills ``bench_drift_score`` with N rows generated
+in SQL (``bench_serving_memory.fill_scoring_table``), then runs every serving step in one process (as
 ``mbt run`` does) twice per repeat: without monitoring (load_model .. publish) and with it
-(.. predict, monitor, publish; the monitor step writes ``bench_model_monitoring`` and logs an MLflow
+(.. predict, monitor, publish; the monitor step writes ``bench_drift_monitoring`` and logs an MLflow
 monitoring run). Prints the seconds of each run and of each step, the ratio with/without (target
 <= 1.10), the monitor step's own seconds as a share of the run without it, and the peak RSS
 (target <= 1,536 MiB).
@@ -28,7 +28,12 @@ import time
 from pathlib import Path
 
 from _pg_bench import REPO, connector_config, load_stack_env, machine, psql
-from bench_serving_memory import OUT_TABLE, SCORE_TABLE, SERVING_STEPS, fill_scoring_table
+import bench_serving_memory
+from bench_serving_memory import SERVING_STEPS, fill_scoring_table
+
+# tables of our own, so this never meets a concurrent bench_serving_memory.py run
+SCORE_TABLE, OUT_TABLE = "bench_drift_score", "bench_drift_predictions"
+bench_serving_memory.SCORE_TABLE, bench_serving_memory.OUT_TABLE = SCORE_TABLE, OUT_TABLE  # fill_scoring_table's
 
 # one process running the steps, as ``mbt run`` does; prints each step's own seconds and the peak RSS
 CHILD = """
@@ -60,7 +65,7 @@ def run_child(manifest_path: Path, project: Path, run_id: str, steps: list[str])
 
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 
-MONITOR_TABLE = "bench_model_monitoring"
+MONITOR_TABLE = "bench_drift_monitoring"
 MONITORED_STEPS = SERVING_STEPS[:-1] + ["monitor", SERVING_STEPS[-1]]
 
 

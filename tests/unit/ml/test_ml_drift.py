@@ -103,3 +103,16 @@ def test_a_column_absent_from_every_chunk_has_no_result():
     acc = drift.Accumulator({"x": drift.numeric_spec(np.arange(10.0))})
     acc.add(pd.DataFrame({"y": [1.0]}))
     assert acc.results() == []
+
+
+def test_streamed_table_reads_only_the_asked_columns(tmp_path):
+    from airflow_mbt.runtime.table_stream import TableWriter
+
+    writer = TableWriter(tmp_path / "t.parquet", "t")
+    with writer:
+        writer.write(pd.DataFrame({"id": ["a", "b", "c"], "n": pd.array([1, None, 3], dtype="Int64"), "k": list("xyz")}))
+    table = writer.table()
+    chunks = list(table.iter_frames(2, ["k", "n", "absent"]))
+    assert [list(c.columns) for c in chunks] == [["n", "k"], ["n", "k"]]  # file order; unknown names ignored
+    whole = pd.concat(list(table.iter_frames(2)), ignore_index=True)
+    assert pd.concat(chunks, ignore_index=True).equals(whole[["n", "k"]])

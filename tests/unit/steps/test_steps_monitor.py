@@ -93,3 +93,26 @@ def test_warn_logs_one_line_per_breached_feature(trained, caplog):
     assert any(" tenure psi " in line for line in lines) and any(" contract_type psi " in line for line in lines)
     assert len(lines) == len({line.split(" psi ")[0] for line in lines})
     assert (root / "warned_preds.csv").is_file()
+
+
+@pytest.mark.parametrize("on_breach", ["warn", "fail"])
+def test_a_model_without_reference_statistics(tmp_path, caplog, on_breach):
+    import logging
+    from types import SimpleNamespace
+
+    from airflow_mbt.steps import monitor
+
+    ctx = SimpleNamespace(config={"serving": {"monitoring": {"on_breach": on_breach}}}, run=None, run_id="run_x",
+                          manifest=SimpleNamespace(pipeline=SimpleNamespace(name="p"), name="p"),
+                          log=logging.getLogger("test_monitor"))
+    inputs = {"model": tmp_path, "preprocessor": {}, "scoring_data": pd.DataFrame({"a": [1]}),
+              "predictions": pd.DataFrame({"prediction": [1]})}
+    if on_breach == "fail":
+        with pytest.raises(MonitoringBreachError, match="no reference statistics") as err:
+            monitor.run(ctx, inputs)
+        assert classify(err.value).exit_code == 3
+    else:
+        with caplog.at_level("WARNING"):
+            out = monitor.run(ctx, inputs)
+        assert "no reference statistics" in out["monitoring"]["skipped"]
+        assert any("drift not checked" in r.getMessage() for r in caplog.records)
