@@ -241,7 +241,9 @@ def register_version(ctx, client, name: str, out: dict, meta: dict, metrics: dic
 
     uri = out["model_uri"]
     model_id = uri[len("models:/"):] if uri.startswith("models:/m-") else None
-    version = registry.register(client, name, uri, out["run_id"], version_tags(ctx, meta, metrics), model_id=model_id)
+    with store.fluent_tracking_uri(client.tracking_uri):  # MLflow resolves models:/ through the global URI
+        version = registry.register(client, name, uri, out["run_id"], version_tags(ctx, meta, metrics),
+                                    model_id=model_id)
     registry.move_alias(client, name, registry.CHALLENGER, version.version)
     ctx.log.info("registered %s version %s (alias %s)", name, version.version, registry.CHALLENGER)
     return {"model_name": name, "model_version": str(version.version)}

@@ -28,13 +28,6 @@ def proj(tmp_path) -> Project:
     return Project(init_project("demo", tmp_path))
 
 
-def _edit(proj: Project, name: str, old: str, new: str) -> None:
-    path = proj.root / "pipelines" / f"{name}.yaml"
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-
-
 def _set_registration(proj: Project, approval: str = "none", extra: str = "") -> None:
     path = proj.root / "pipelines" / f"{TRAIN}.yaml"
     text = path.read_text()
@@ -92,6 +85,8 @@ def test_bad_promote_policy_is_a_schema_error(proj):
 
 
 def test_serving_by_alias_needs_no_run_id(proj):
+    m = build(proj, SERVE)  # the scaffold serves churn_model@champion
+    assert m.config["serving"]["model_source"]["model_name"] == "churn_model"
     _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model")
     m = build(proj, SERVE)
     assert m.config["serving"]["model_source"]["alias"] == "champion"
@@ -113,8 +108,7 @@ def test_model_source_mistakes_are_positioned(proj, source, field, words):
 
 
 def test_on_model_change_needs_model_name(proj):
-    _serve_alias(proj, "run_id: 0123456789abcdef0123456789abcdef")
-    _edit(proj, SERVE, "  cadence: daily", "  cadence: daily\n  on_model_change: true")
+    _serve_alias(proj, "run_id: 0123456789abcdef0123456789abcdef")  # the scaffold has on_model_change: true
     with pytest.raises(MBTInputError) as err:
         build(proj, SERVE)
     assert err.value.field == "deployment.on_model_change"
@@ -160,8 +154,7 @@ def test_dag_with_approval_and_asset_alias(proj):
 def test_serving_on_model_change_is_asset_or_time(proj):
     from airflow.sdk import Asset, AssetOrTimeSchedule
 
-    _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model\nalias: champion")
-    _edit(proj, SERVE, "  cadence: daily", "  cadence: daily\n  on_model_change: true")
+    _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model\nalias: champion")  # + scaffold's on_model_change
     dag = _dag(build(proj, SERVE))
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert dag.timetable.asset_condition.objects == (
