@@ -159,3 +159,17 @@ def test_serving_on_model_change_is_asset_or_time(proj):
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert dag.timetable.asset_condition.objects == (
         Asset(name="mbt_model__churn_model__champion", uri="mlflow-model://churn_model/champion"),)
+
+
+@pytest.mark.parametrize("champion", [None, {"version": "3", "run_id": "r3", "value": 0.71}])
+def test_approval_form_renders_with_and_without_a_champion(champion):
+    import jinja2
+
+    from airflow_mbt.operators.lifecycle import BODY
+
+    summary = {"model_name": "churn_model", "alias": "champion", "metric": "roc_auc", "decision": "awaiting_approval",
+               "reason": "promote: always", "challenger": {"version": "4", "run_id": "r4", "value": 0.74},
+               "champion": champion}
+    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(BODY).render(s=summary)
+    assert "| challenger | 4 | `r4` | 0.74 |" in text
+    assert ("| champion | 3 | `r3` | 0.71 |" if champion else "| champion | none yet |") in text
