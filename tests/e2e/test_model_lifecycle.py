@@ -183,7 +183,7 @@ def test_champion_gate_asset_serving_and_approval(lifecycle, airflow, stack_env,
     assert "roc_auc" in text
     assert _gate_champion(gate_model) is None  # nothing moved before the approval
     _respond(airflow, GATE, gate_run, "Approve")
-    airflow.wait_for_run(GATE, gate_run, timeout=600)
+    assert _gate_end(airflow, gate_run)["state"] == "success"
     applied = _summary(airflow, GATE, gate_run, "apply_promotion")
     assert applied["decision"] == "promoted" and _gate_champion(gate_model) == applied["challenger"]["version"]
 
@@ -212,7 +212,7 @@ def test_champion_gate_asset_serving_and_approval(lifecycle, airflow, stack_env,
     before = _gate_champion(gate_model)
     _wait_hitl(airflow, GATE, rejected_run, timeout=900)
     _respond(airflow, GATE, rejected_run, "Reject")
-    assert airflow.wait_for_run(GATE, rejected_run, timeout=300)["state"] == "success"
+    assert _gate_end(airflow, rejected_run)["state"] == "success"
     states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(GATE, rejected_run)}
     assert states["apply_promotion"] == "skipped", states
     assert _gate_champion(gate_model) == before
@@ -225,6 +225,13 @@ def test_champion_gate_asset_serving_and_approval(lifecycle, airflow, stack_env,
         airflow_login(page, "/assets")
         wait_for_texts(page, [f"mbt_model__{model}__champion"], timeout_s=90)
         screenshot(page, screenshots_dir / "airflow_assets.png")
+
+
+def _gate_end(airflow, run_id: str) -> dict:
+    """The gate run's end: an answered approval task resumes through up_for_retry (Airflow 3.3)."""
+    run, _ = airflow.wait_for_end(GATE, run_id, timeout=600, fail_on_retry=False)
+    assert run["state"] == "success", airflow.describe_tasks(GATE, run_id)
+    return run
 
 
 def _gate_champion(name: str) -> str | None:
