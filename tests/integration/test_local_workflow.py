@@ -174,7 +174,7 @@ def test_serving_steps_in_parallel_processes_match_mbt_run(sklearn_project, serv
         mbt(sklearn_project, *step_cmd(step)[1:])
     first = registry(sklearn_project, serving_run["run_id"], SERVING)
     second = registry(sklearn_project, run_id, SERVING)
-    assert set(second) == set(first) == {"model", "preprocessor", "scoring_data", "features",
+    assert set(second) == set(first) == {"model", "preprocessor", "model_ref", "scoring_data", "features",
                                          "predictions", "publish_result"}
     for name in ("preprocessor", "scoring_data", "features", "predictions"):
         assert second[name]["sha256"] == first[name]["sha256"], name
