@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from airflow_mbt.manifest import Manifest
 
 BODY = """\
+{% set c = s.champion or {"version": "none yet", "run_id": "-", "value": "-"} %}\
 ### Promote `{{ s.model_name }}` version {{ s.challenger.version }} to `{{ s.alias }}`?
 
 | | version | MLflow run | {{ s.metric }} on this run's test set |
 |---|---|---|---|
 | challenger | {{ s.challenger.version }} | `{{ s.challenger.run_id }}` | {{ s.challenger.value }} |
-| champion | {{ (s.champion or {}).version }} | `{{ (s.champion or {}).run_id }}` | {{ (s.champion or {}).value }} |
+| champion | {{ c.version }} | `{{ c.run_id }}` | {{ c.value }} |
 
 Decision of the gate: **{{ s.decision }}** ({{ s.reason }}).
 Approve moves `{{ s.alias }}`; Reject leaves it where it is.

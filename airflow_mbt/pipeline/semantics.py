@@ -228,7 +228,6 @@ def check_kind(doc: Located, kind: str) -> None:
             raise doc.error(("training",), "a training pipeline needs training.data_source.label_table",
                             hint="add `data_source: {label_table: <table>}` under training:")
     else:
-        check_model_source(doc)
         base = ("serving", "model_source", "run_id")
         run_id = _get(doc.value, *base)
         if run_id is not None and RUN_ID_PLACEHOLDER.search(str(run_id).strip()):
@@ -237,6 +236,7 @@ def check_kind(doc: Located, kind: str) -> None:
                                  "(or write \"{{ var('model_run_id') }}\" and pass --vars model_run_id=...)")
             raise RunIdPlaceholderError(err.message, file=err.file, line=err.line, col=err.col, field=err.field,
                                         hint=err.hint)
+        check_model_source(doc)
         output = _get(doc.value, "serving", "output") or {}
         if output.get("destination") == "database" and not output.get("table"):
             raise doc.error(("serving", "output"), "destination database needs `table:`",

@@ -1,5 +1,6 @@
 """Step ``load_data``: read ``training.data_source`` (``label_table``, or ``query``; optional
-``where``) through the target's data connector, with the run parameters of ``ctx.run`` bound."""
+``where``) through the target's data connector, with the run parameters of ``ctx.run`` bound;
+then open the pipeline's MLflow run with the data as its input dataset (``tracking.pipeline_run``)."""
 
 from __future__ import annotations
 
@@ -25,4 +26,8 @@ def read_source(ctx, section: str):
 
 @with_pipeline_location
 def run(ctx, inputs: dict) -> dict:
-    return {"raw_data": read_source(ctx, "training")}
+    from airflow_mbt.tracking.pipeline_run import start
+
+    df = read_source(ctx, "training")
+    start(ctx, df)  # the pipeline's MLflow run opens here and logs its input dataset; log_run ends it
+    return {"raw_data": df}

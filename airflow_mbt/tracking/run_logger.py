@@ -7,8 +7,10 @@ mbt run id, target, owner, manifest hash, ``mbt_status``), the pyfunc model, plo
 ``log_failed_run`` keeps a run that failed its validation criteria: the same params, metrics and
 artifacts, no model, tag ``mbt_status=failed_criteria``, MLflow status ``FAILED``.
 
-Idempotent per mbt run: a retried ``log_run`` reuses the finished MLflow run it already created
-(tag ``mbt_run_id``) and replaces an unfinished one.
+The MLflow run is the one ``load_data`` opened for this pipeline run (``tracking.pipeline_run``,
+found by the tags ``pipeline_name`` + ``mbt_run_id``); log_run logs into it and ends it. Idempotent
+per mbt run: a retried ``log_run`` reuses the finished MLflow run it already logged and replaces
+one that holds a half-logged model.
 """
 
 from __future__ import annotations
@@ -200,13 +202,11 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
     manifest = ctx.manifest
     experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
     previous = find_run(client, experiment_id, manifest.name, ctx.run_id)
-    if previous is not None:
-        if previous.info.status == "FINISHED" and MODEL_URI_TAG in previous.data.tags:
-            ctx.log.info("MLflow run %s already logged for %s (retry): reusing it", previous.info.run_id, ctx.run_id)
-            return describe(previous, experiment_name, target.tracking_uri)
-        client.delete_run(previous.info.run_id)
     tags = base_tags(ctx, meta, STATUS_PASSED)
-    run_id = client.create_run(experiment_id, run_name=f"{manifest.name}-{ctx.run_id}", tags=tags).info.run_id
+    if previous is not None and previous.info.status == "FINISHED" and MODEL_URI_TAG in previous.data.tags:
+        ctx.log.info("MLflow run %s already logged for %s (retry): reusing it", previous.info.run_id, ctx.run_id)
+        return describe(previous, experiment_name, target.tracking_uri)
+    run_id = _open_run(client, previous, experiment_id, f"{manifest.name}-{ctx.run_id}", tags)
     try:
         _log_common(client, run_id, ctx, meta, preprocessor, metrics, plots_dir)
         with tempfile.TemporaryDirectory(prefix="mbt-log-") as tmp:
@@ -246,10 +246,25 @@ def register_version(ctx, client, name: str, out: dict, meta: dict, metrics: dic
 
     uri = out["model_uri"]
     model_id = uri[len("models:/"):] if uri.startswith("models:/m-") else None
-    version = registry.register(client, name, uri, out["run_id"], version_tags(ctx, meta, metrics), model_id=model_id)
+    with store.fluent_tracking_uri(client.tracking_uri):  # MLflow resolves models:/ through the global URI
+        version = registry.register(client, name, uri, out["run_id"], version_tags(ctx, meta, metrics),
+                                    model_id=model_id)
     registry.move_alias(client, name, registry.CHALLENGER, version.version)
     ctx.log.info("registered %s version %s (alias %s)", name, version.version, registry.CHALLENGER)
     return {"model_name": name, "model_version": str(version.version)}
+
+
+def _open_run(client, previous, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+    """The run ``load_data`` opened for this pipeline run (``tracking.pipeline_run``), tagged
+    ``tags``; a new run when there is none, or when the one found already ended (an earlier try)."""
+    from mlflow.entities import RunTag
+
+    if previous is not None and previous.info.status == "RUNNING" and MODEL_URI_TAG not in previous.data.tags:
+        client.log_batch(previous.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        return str(previous.info.run_id)
+    if previous is not None:
+        client.delete_run(previous.info.run_id)
+    return str(client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
 
 
 def experiment_name_of(ctx) -> str:
@@ -274,10 +289,8 @@ def log_failed_run(ctx, model_dir: Path, preprocessor: dict, metrics: dict, plot
         try:
             experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
             previous = find_run(client, experiment_id, ctx.manifest.name, ctx.run_id)
-            if previous is not None:
-                client.delete_run(previous.info.run_id)
-            run_id = client.create_run(experiment_id, run_name=f"{ctx.manifest.name}-{ctx.run_id}",
-                                       tags=base_tags(ctx, meta, STATUS_FAILED_CRITERIA)).info.run_id
+            run_id = _open_run(client, previous, experiment_id, f"{ctx.manifest.name}-{ctx.run_id}",
+                               base_tags(ctx, meta, STATUS_FAILED_CRITERIA))
             try:
                 _log_common(client, run_id, ctx, meta, preprocessor, metrics, plots_dir)
                 stamp = int(time.time() * 1000)

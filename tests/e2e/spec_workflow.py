@@ -13,8 +13,9 @@ Decisions (also in docs/e2e.md):
   ``{{ env_var('MBT_MAX_RUNTIME_SECS', 300) }}`` so the literal CI commands get a small budget.
 - Executor: this machine has no Kubernetes cluster, so the prod target's executor is set to
   ``local`` (``MBTStepOperator`` inside Airflow's LocalExecutor worker), the stand-in the spec names.
-- The scaffolded serving pipeline (run id placeholder, does not validate) stays out of
-  ``pipelines/`` until a model is chosen in phase C, as in the spec.
+- The scaffolded serving pipeline follows the registry alias (``churn_model@champion``); this
+  workflow keeps the spec's run-id flow: the draft stays out of ``pipelines/`` until a model is
+  chosen in phase C, then pins that run (``run_id``) instead of the alias.
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ def use_env_runtime_budget(project: Path) -> None:
 
 
 def park_serving_draft(project: Path) -> Path:
-    """`mbt init` scaffolds the serving pipeline with the run id placeholder, which (rightly) does
-    not validate. Until a model is chosen (phase C) the DS keeps it out of pipelines/, so the
-    training pipeline can go through CI alone, as in the spec."""
+    """`mbt init` scaffolds the serving pipeline on the registry alias, with the run-id flow as a
+    commented placeholder. This workflow follows the spec's run-id flow: until a model is chosen
+    (phase C) the DS keeps the draft out of pipelines/, so training goes through CI alone."""
     src = project / "pipelines" / f"{SERVING}.yaml"
     draft = project / f"{SERVING}.yaml.draft"
     assert PLACEHOLDER in src.read_text(), f"{src} has no {PLACEHOLDER} placeholder"
@@ -134,9 +135,15 @@ def park_serving_draft(project: Path) -> Path:
 
 
 def create_serving_pipeline(project: Path, run_id: str) -> None:
-    """Phase C step 10: the serving pipeline, with the chosen run id in place of the placeholder."""
+    """Phase C step 10: the serving pipeline pinned to the chosen run id (the run-id flow: the
+    placeholder line uncommented, the registry alias lines removed)."""
     draft = project / f"{SERVING}.yaml.draft"
     text = draft.read_text()
+    for line in ("    model_name: churn_model\n", "    alias: champion\n"):
+        assert line in text, f"{draft} has no {line!r}"
+        text = text.replace(line, "")
+    text = re.sub(r"\n  on_model_change: true[^\n]*", "", text)
+    text = text.replace(f'# run_id: "{PLACEHOLDER}"', f'run_id: "{PLACEHOLDER}"')
     (project / "pipelines" / f"{SERVING}.yaml").write_text(text.replace(PLACEHOLDER, run_id))
     draft.unlink()
 
@@ -263,7 +270,7 @@ def run_spec_workflow(workdir: Path, stack_env: dict, api: AirflowAPI, *, runtim
         assert f"Manifest saved to target/{TRAINING}/manifest.json" in out
         manifest = json.loads((project / "target" / TRAINING / "manifest.json").read_text())
         steps = [s["name"] for s in manifest["steps"]]
-        assert steps == ["load_data", "split_data", "train_model", "evaluate", "log_run"], steps
+        assert steps == ["load_data", "split_data", "train_model", "evaluate", "log_run", "promote"], steps
         out = sh(f"mbt run --select {TRAINING} --target dev --vars max_runtime_secs={runtime_secs}",
                  project, env)
         results = json.loads((project / "target" / TRAINING / "run_results.json").read_text())

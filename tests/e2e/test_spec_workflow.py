@@ -137,7 +137,8 @@ def test_goal3_both_dags_scheduled_and_successful(spec_workflow, airflow):
         states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(dag_id, dag_run)}
         assert set(states.values()) == {"success"}, states
     train_tasks = [ti["task_id"] for ti in airflow.task_instances(TRAINING, spec_workflow.training_dag_run)]
-    assert sorted(train_tasks) == sorted(["load_data", "split_data", "train_model", "evaluate", "log_run"])
+    assert sorted(train_tasks) == sorted(["load_data", "split_data", "train_model", "evaluate", "log_run",
+                                          "promote"])
 
 
 def test_pipeline_artifacts_bucket_holds_run_folders(spec_workflow, stack_env):

@@ -73,16 +73,13 @@ def _run_step(step: dict, project: Path, secrets: dict[str, str]) -> list[subpro
 
 @pytest.fixture
 def ci_project(tmp_path):
-    """A freshly initialised project as the data scientist pushes it: the serving pipeline points
-    at a trained run, and (for this test) the prod target publishes to a unique prefix."""
+    """A freshly initialised project as the data scientist pushes it: the scaffolded serving
+    pipeline follows the registry alias, so it validates and deploys before any model exists (no
+    run id to paste); for this test the prod target publishes to a unique prefix."""
     out = subprocess.run([str(MBT), "init", "demo", "--dir", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
     project = tmp_path / "demo"
-    serving = project / "pipelines" / "serving_churn_model_v1.yaml"
-    doc = yaml.safe_load(serving.read_text())
-    doc["serving"]["model_source"]["run_id"] = uuid.uuid4().hex
-    serving.write_text(yaml.safe_dump(doc, sort_keys=False))
     prefix = f"test-ci/{uuid.uuid4().hex[:12]}/"
     profiles_path = project / "profiles.yaml"
     profiles = yaml.safe_load(profiles_path.read_text())

@@ -91,9 +91,9 @@ def test_demo_pipeline_trains_on_the_cloud_quietly_and_verbosely_with_v(cloud, t
     project = _project(tmp_path, cloud[0])
     quiet = _run(project)
     results = json.loads((project / "target" / TRAINING / "run_results.json").read_text())
-    assert [s["status"] for s in results["steps"]] == ["success"] * 5
+    assert [s["status"] for s in results["steps"]] == ["success"] * 6  # ... log_run, promote
     out = quiet.stdout + quiet.stderr
-    assert "[3/5] train_model ... ok" in out
+    assert "[3/6] train_model ... ok" in out
     found = [s for s in NOISE if s in out]
     assert not found, f"H2O output leaked into mbt run: {found}\n{out}"
     verbose = _run(project, "-v")

@@ -23,7 +23,7 @@ from airflow_mbt.runtime.run_id import new_run_id
 MBT = Path(sys.executable).parent / "mbt"
 TRAINING = "training_churn_model_v1"
 SERVING = "serving_churn_model_v1"
-TRAINING_STEPS = ["load_data", "split_data", "train_model", "evaluate", "log_run"]
+TRAINING_STEPS = ["load_data", "split_data", "train_model", "evaluate", "log_run", "promote"]  # registration
 SERVING_STEPS = ["load_model", "load_scoring_data", "apply_transforms", "predict", "publish"]
 METRICS = ["roc_auc", "accuracy", "f1", "precision", "recall"]
 DETERMINISTIC = ["raw_data", "train_set", "test_set", "preprocessor"]
@@ -78,7 +78,7 @@ def check_training_run(project: Path, results: dict, proc) -> None:
     arts = registry(project, run_id)
     expected = {"raw_data": "load_data", "train_set": "split_data", "test_set": "split_data",
                 "model": "train_model", "preprocessor": "train_model", "metrics": "evaluate",
-                "plots": "evaluate", "mlflow_run": "log_run"}
+                "plots": "evaluate", "mlflow_run": "log_run", "promotion": "promote"}
     assert {name: e["step"] for name, e in arts.items()} == expected
     for entry in arts.values():
         path = Path(entry["uri"])
@@ -106,7 +106,7 @@ def sklearn_project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sklearn_run(sklearn_project):
-    mbt(sklearn_project, "validate", TRAINING)  # the serving YAML still has its run id placeholder
+    mbt(sklearn_project, "validate", TRAINING)
     mbt(sklearn_project, "compile", TRAINING, "--target", "dev")
     manifest = Manifest.read(sklearn_project / "target" / TRAINING / "manifest.json")
     assert manifest.pipeline.framework == "sklearn" and [s.name for s in manifest.steps] == TRAINING_STEPS
@@ -123,7 +123,9 @@ def serving_run(sklearn_project, sklearn_run):
     results, _ = sklearn_run
 
     def point_at_training_run(doc):
-        doc["serving"]["model_source"]["run_id"] = results["mlflow_run_id"]
+        # the run-id flow: pin this run instead of the scaffold's registry alias
+        doc["serving"]["model_source"] = {"registry": "mlflow", "run_id": results["mlflow_run_id"]}
+        doc["deployment"].pop("on_model_change", None)
         doc["serving"]["output"] = {"destination": "local_file", "path": "predictions.csv",
                                     "include_probabilities": True}
 
@@ -172,7 +174,7 @@ def test_serving_steps_in_parallel_processes_match_mbt_run(sklearn_project, serv
         mbt(sklearn_project, *step_cmd(step)[1:])
     first = registry(sklearn_project, serving_run["run_id"], SERVING)
     second = registry(sklearn_project, run_id, SERVING)
-    assert set(second) == set(first) == {"model", "preprocessor", "scoring_data", "features",
+    assert set(second) == set(first) == {"model", "preprocessor", "model_ref", "scoring_data", "features",
                                          "predictions", "publish_result"}
     for name in ("preprocessor", "scoring_data", "features", "predictions"):
         assert second[name]["sha256"] == first[name]["sha256"], name

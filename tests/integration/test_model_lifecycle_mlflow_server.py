@@ -5,6 +5,7 @@ alias resolves ONCE per run, keeping its version when the alias moves mid-run.""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -88,6 +89,13 @@ def test_registration_gate_and_approval(tmp_path, server_target, experiment, mod
     assert v1.tags["mbt_manifest_hash"] == first.content_hash
     assert float(v1.tags["metric.roc_auc"]) == pytest.approx(promo_a["challenger"]["value"], rel=1e-5)
     assert client.get_model_version_by_alias(model_name, "champion").version == v1.version
+    # one MLflow run for the whole pipeline run: opened by load_data with its input dataset, ended by log_run
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                              filter_string=f"tags.mbt_run_id = '{run_a}'")
+    assert [r.info.run_id for r in runs] == [mlflow_a["run_id"]] and runs[0].info.status == "FINISHED"
+    (dataset,) = [d.dataset for d in runs[0].inputs.dataset_inputs]
+    assert dataset.source_type == "mbt_data_source" and dataset.digest
+    assert json.loads(dataset.source)["label_table"] == "customers"
 
     # 2. a worse model: challenger alias moves to it, the failed gate leaves champion on v1
     weak = training(experiment, server_target, model_name, model=WEAK)

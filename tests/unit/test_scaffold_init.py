@@ -48,6 +48,15 @@ def test_generated_project_validates_for_both_targets(tmp_path):
     check_data_columns(pipeline, project.root / "sample_data")
     assert pipeline.config["training"]["model_training"]["config"]["max_runtime_secs"] == 300
     assert pipeline.config["training"]["evaluation"]["validation_criteria"] == ["roc_auc >= 0.6"]
+    assert pipeline.config["training"]["registration"]["model_name"] == "churn_model"
+    # the scaffolded serving follows the registry alias: it validates before any model exists
+    serving = validate_pipeline(project, "serving_churn_model_v1", env={})
+    assert serving.config["serving"]["model_source"] == {"registry": "mlflow", "model_name": "churn_model",
+                                                         "alias": "champion", "artifact_snapshot": False}
+    # the run-id flow keeps its placeholder check
+    path = project.root / "pipelines" / "serving_churn_model_v1.yaml"
+    text = path.read_text().replace("    model_name: churn_model", "").replace("    alias: champion", "")
+    path.write_text(text.replace('# run_id: "<run_id_from_mlflow>"', 'run_id: "<run_id_from_mlflow>"'))
     with pytest.raises(MBTInputError, match="placeholder"):
         validate_pipeline(project, "serving_churn_model_v1", env={})
 

@@ -27,6 +27,11 @@ def mbt(*args, cwd=None, check_rc=None):
 def project(tmp_path_factory):
     parent = tmp_path_factory.mktemp("cli")
     mbt("init", "demo-project", cwd=parent, check_rc=0)
+    # these tests use the run-id flow of serving (the scaffold follows the registry alias)
+    serving = parent / "demo-project" / "pipelines" / f"{SERVE}.yaml"
+    text = serving.read_text().replace("    model_name: churn_model\n", "").replace("    alias: champion\n", "")
+    text = text.replace("  on_model_change: true", "  on_model_change: false")
+    serving.write_text(text.replace('# run_id: "<run_id_from_mlflow>"', 'run_id: "<run_id_from_mlflow>"'))
     return parent / "demo-project"
 
 
@@ -55,7 +60,7 @@ def test_init_refuses_existing_folder(project):
 def test_validate_reports_each_pipeline(project):
     proc = mbt("validate", TRAIN, cwd=project / "pipelines", check_rc=0)  # found by walking up
     assert proc.stdout.strip() == f"Pipeline '{TRAIN}' is valid."
-    # serving still has the run id placeholder: an error when named, a skip when validating all
+    # serving on the run-id flow, still the placeholder: an error when named, a skip when validating all
     proc = mbt("validate", TRAIN, SERVE, cwd=project, check_rc=2)
     assert f"Pipeline '{TRAIN}' is valid." in proc.stdout
     assert f"error: pipelines/{SERVE}.yaml:" in proc.stderr and "paste the run id" in proc.stderr
@@ -74,7 +79,8 @@ def test_compile_writes_manifest(project):
     assert proc.stdout.strip() == f"Manifest saved to target/{TRAIN}/manifest.json"
     data = json.loads((project / "target" / TRAIN / "manifest.json").read_text())
     assert data["config"]["training"]["model_training"]["config"]["max_runtime_secs"] == 45
-    assert [s["name"] for s in data["steps"]] == ["load_data", "split_data", "train_model", "evaluate", "log_run"]
+    assert [s["name"] for s in data["steps"]] == ["load_data", "split_data", "train_model", "evaluate", "log_run",
+                                                  "promote"]
     first = (project / "target" / TRAIN / "manifest.json").read_bytes()
     mbt("compile", TRAIN, "--target", "dev", "--vars", "{max_runtime_secs: 45}", "--project-dir", project, check_rc=0)
     assert (project / "target" / TRAIN / "manifest.json").read_bytes() == first
@@ -233,8 +239,8 @@ def test_run_input_failure_in_a_step_exits_2(tmp_path):
     base = project / "pipelines" / "_base_churn.yaml"
     base.write_text(base.read_text().replace("custom_transforms: []", 'custom_transforms: ["lib.features:explode"]'))
     proc = mbt("run", "--select", TRAIN, "--target", "dev", cwd=project, check_rc=2)
-    assert "Run id: run_" in proc.stdout and "[1/5] load_data ... ok (" in proc.stdout
-    assert "[3/5] train_model ... skipped" in proc.stdout
+    assert "Run id: run_" in proc.stdout and "[1/6] load_data ... ok (" in proc.stdout  # 6: with promote
+    assert "[3/6] train_model ... skipped" in proc.stdout
     assert "step 'split_data' failed" in proc.stderr and "boom in transform" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert json.loads((project / "target" / TRAIN / "run_results.json").read_text())["status"] == "failed"

@@ -22,7 +22,10 @@ SERVE = "serving_churn_model_v1"
 def proj(tmp_path) -> Project:
     root = init_project("demo", tmp_path)
     serving = root / "pipelines" / f"{SERVE}.yaml"
-    serving.write_text(serving.read_text().replace("<run_id_from_mlflow>", "0123456789abcdef0123456789abcdef"))
+    # the run-id flow of serving (the scaffold follows the registry alias: test_lifecycle_authoring)
+    text = serving.read_text().replace("    model_name: churn_model\n", "").replace("    alias: champion\n", "")
+    text = text.replace("  on_model_change: true", "  on_model_change: false")
+    serving.write_text(text.replace('# run_id: "<run_id_from_mlflow>"', 'run_id: "0123456789abcdef0123456789abcdef"'))
     return Project(root)
 
 
@@ -34,10 +37,11 @@ def build(project, name=TRAIN, target=None, vars=None, env=None) -> Manifest:
 def test_training_manifest_content(proj):
     m = build(proj)
     assert m.kind == "training" and m.schedule == "@monthly" and m.target_name == "dev"
-    assert [s.name for s in m.steps] == [s.name for s in TRAINING_STEPS]
+    assert [s.name for s in m.steps] == [s.name for s in TRAINING_STEPS] + ["promote"]  # registration
     assert {s.name: s.depends_on for s in m.steps} == {
         "load_data": (), "split_data": ("load_data",), "train_model": ("split_data",),
-        "evaluate": ("split_data", "train_model"), "log_run": ("train_model", "evaluate")}
+        "evaluate": ("split_data", "train_model"), "log_run": ("train_model", "evaluate"),
+        "promote": ("split_data", "evaluate", "log_run")}
     assert m.step("train_model").resources == {"cpu": "2", "memory": "4Gi"}
     assert m.step("evaluate").resources == {}
     assert m.step("train_model").output_kinds == {"model": "dir", "preprocessor": "json"}

@@ -28,13 +28,6 @@ def proj(tmp_path) -> Project:
     return Project(init_project("demo", tmp_path))
 
 
-def _edit(proj: Project, name: str, old: str, new: str) -> None:
-    path = proj.root / "pipelines" / f"{name}.yaml"
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-
-
 def _set_registration(proj: Project, approval: str = "none", extra: str = "") -> None:
     path = proj.root / "pipelines" / f"{TRAIN}.yaml"
     text = path.read_text()
@@ -92,6 +85,8 @@ def test_bad_promote_policy_is_a_schema_error(proj):
 
 
 def test_serving_by_alias_needs_no_run_id(proj):
+    m = build(proj, SERVE)  # the scaffold serves churn_model@champion
+    assert m.config["serving"]["model_source"]["model_name"] == "churn_model"
     _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model")
     m = build(proj, SERVE)
     assert m.config["serving"]["model_source"]["alias"] == "champion"
@@ -113,8 +108,7 @@ def test_model_source_mistakes_are_positioned(proj, source, field, words):
 
 
 def test_on_model_change_needs_model_name(proj):
-    _serve_alias(proj, "run_id: 0123456789abcdef0123456789abcdef")
-    _edit(proj, SERVE, "  cadence: daily", "  cadence: daily\n  on_model_change: true")
+    _serve_alias(proj, "run_id: 0123456789abcdef0123456789abcdef")  # the scaffold has on_model_change: true
     with pytest.raises(MBTInputError) as err:
         build(proj, SERVE)
     assert err.value.field == "deployment.on_model_change"
@@ -160,9 +154,22 @@ def test_dag_with_approval_and_asset_alias(proj):
 def test_serving_on_model_change_is_asset_or_time(proj):
     from airflow.sdk import Asset, AssetOrTimeSchedule
 
-    _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model\nalias: champion")
-    _edit(proj, SERVE, "  cadence: daily", "  cadence: daily\n  on_model_change: true")
+    _serve_alias(proj, "registry: mlflow\nmodel_name: churn_model\nalias: champion")  # + scaffold's on_model_change
     dag = _dag(build(proj, SERVE))
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert dag.timetable.asset_condition.objects == (
         Asset(name="mbt_model__churn_model__champion", uri="mlflow-model://churn_model/champion"),)
+
+
+@pytest.mark.parametrize("champion", [None, {"version": "3", "run_id": "r3", "value": 0.71}])
+def test_approval_form_renders_with_and_without_a_champion(champion):
+    import jinja2
+
+    from airflow_mbt.operators.lifecycle import BODY
+
+    summary = {"model_name": "churn_model", "alias": "champion", "metric": "roc_auc", "decision": "awaiting_approval",
+               "reason": "promote: always", "challenger": {"version": "4", "run_id": "r4", "value": 0.74},
+               "champion": champion}
+    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(BODY).render(s=summary)
+    assert "| challenger | 4 | `r4` | 0.74 |" in text
+    assert ("| champion | 3 | `r3` | 0.71 |" if champion else "| champion | none yet |") in text
