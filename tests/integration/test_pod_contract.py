@@ -10,6 +10,7 @@ complete; the serving pipeline's 2 mapped partitions are 2 pods, then ``verify``
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import uuid
@@ -90,7 +91,8 @@ def run_pods(manifest: Manifest, pinned_uri: str, secrets: dict, workdir: Path) 
     for step in manifest.steps:
         mapped = is_partitioned_step(plan, step.name)
         for index in range(plan.count) if mapped and plan else [-1]:
-            op = dag.get_task(f"partitions.{step.name}" if mapped else step.name)
+            # a fresh copy per task instance, as Airflow gives each (rendering replaces the templates)
+            op = copy.deepcopy(dag.get_task(f"partitions.{step.name}" if mapped else step.name))
             ti = TaskInstance(op, run_id=dag_run.run_id, dag_version_id=None, map_index=index)
             ti.try_number = 1
             op.render_template_fields({"dag_run": dag_run, "ti": ti})
