@@ -147,8 +147,8 @@ def test_rendered_pods_of_both_pipelines_complete_as_processes(tmp_path, stack_e
     serving, uri = compile_and_publish(SERVE)
     try:
         ran, _ = run_pods(serving, uri, secrets, tmp_path / "serve-pods")
-        assert ran == ["load_model", *(f"{s}[{i}]" for i in range(2) for s in
-                                       ("load_scoring_data", "apply_transforms", "predict", "publish")), "verify"]
+        assert ran == ["load_model", *(f"{s}[{i}]" for s in ("load_scoring_data", "apply_transforms", "predict",
+                                                             "publish") for i in range(2)), "verify"]
         rows = pg_warehouse.execute(f"SELECT mbt_partition, count(*) FROM public.{OUTPUT} GROUP BY 1 ORDER BY 1"
                                     ).fetchall()
         source = pg_warehouse.execute("SELECT count(*) FROM public.customers_to_score").fetchone()[0]
