@@ -217,3 +217,51 @@ def test_step_execute_parses_partition():
         parser.parse_args(base + ["--partition", "x"])
     assert exit_.value.code == 2
     assert build_parser().parse_args(["run", "-s", "p", "--parallel", "2"]).parallel == 2
+
+
+# ---- runner phases and verify ------------------------------------------------------------------------
+def test_runner_groups_the_partitioned_steps_into_one_phase():
+    from airflow_mbt.runtime.runner import _phases
+
+    assert _phases(partitioned_manifest("serve_parts")) == [
+        "load_model", ("load_scoring_data", "apply_transforms", "predict", "publish"), "verify"]
+    assert _phases(build_manifest("serve_plain", "serving"))[1] == "load_scoring_data"
+
+
+def test_executor_refuses_a_partitioned_step_without_a_partition(tmp_path):
+    from airflow_mbt.runtime.context import RunContext, TargetRuntime
+    from airflow_mbt.runtime.executor import execute_step
+
+    manifest = partitioned_manifest("serve_parts")
+    runtime = TargetRuntime(target=manifest.target, project_dir=tmp_path)
+    for step, part, match in (("predict", None, "which one"), ("load_model", 1, "not partitioned"),
+                              ("predict", 4, "out of range")):
+        with pytest.raises(MBTInputError, match=match) as err:
+            execute_step(manifest, step, "run_20260301_000000_0011223344556677", runtime,
+                         run=RunContext(run_id="run_20260301_000000_0011223344556677", partition=part))
+        assert err.value.field == "--partition"
+
+
+def test_verify_fails_when_the_partitions_do_not_add_up(scoring_dir):
+    import logging
+    from types import SimpleNamespace
+
+    from airflow_mbt.errors import IntegrityError
+    from airflow_mbt.plugins.connectors.local_file import LocalFileConnector
+    from airflow_mbt.steps import verify
+
+    conn = LocalFileConnector({"data_path": str(scoring_dir)})
+    manifest = partitioned_manifest("serve_parts", count=2)
+    config = {**manifest.config, "serving": {**manifest.config["serving"],
+                                             "data_source": {"scoring_table": "scoring"}}}
+    ctx = SimpleNamespace(config=config, run_id="r1", run=None, connector=lambda: conn, chunk_rows=lambda: 100,
+                          log=logging.getLogger("t"), manifest=manifest)
+    ok = verify.run.__wrapped__(ctx, {"publish_result": [{"rows": 200, "serving_run_id": "r1"},
+                                                         {"rows": ROWS - 200, "serving_run_id": "r1"}]})
+    assert ok["verify_result"]["source_rows"] == ROWS
+    with pytest.raises(IntegrityError, match="published 499 rows"):
+        verify.run.__wrapped__(ctx, {"publish_result": [{"rows": 200, "serving_run_id": "r1"},
+                                                        {"rows": ROWS - 201, "serving_run_id": "r1"}]})
+    with pytest.raises(IntegrityError, match="another run"):
+        verify.run.__wrapped__(ctx, {"publish_result": [{"rows": 200, "serving_run_id": "r0"},
+                                                        {"rows": ROWS - 200, "serving_run_id": "r1"}]})
