@@ -32,7 +32,7 @@ def with_monitoring(proj: Project, block: str):
 def test_without_monitoring_nothing_changes(proj):
     m = compile_pipeline(proj, SERVE, resolve_target(proj, None, env={}), None, {})
     assert [s.name for s in m.steps] == [s.name for s in SERVING_STEPS]
-    assert m.step("publish").depends_on == ("predict",) and "monitoring" not in m.config["serving"]
+    assert m.step("publish").depends_on == ("load_model", "predict") and "monitoring" not in m.config["serving"]
 
 
 def test_monitoring_adds_the_gating_step_with_defaults(proj):
@@ -40,7 +40,7 @@ def test_monitoring_adds_the_gating_step_with_defaults(proj):
     assert [s.name for s in m.steps] == ["load_model", "load_scoring_data", "apply_transforms", "predict",
                                          "monitor", "publish"]
     assert m.step("monitor").depends_on == ("load_model", "load_scoring_data", "predict")
-    assert m.step("publish").depends_on == ("predict", "monitor")
+    assert m.step("publish").depends_on == ("load_model", "predict", "monitor")
     assert m.config["serving"]["monitoring"] == {"max_psi": 0.25, "on_breach": "fail", "table": "model_monitoring"}
     assert m.position("serving.monitoring.on_breach") is not None
 

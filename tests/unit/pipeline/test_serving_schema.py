@@ -100,7 +100,7 @@ def test_load_model_stops_on_a_restated_value_that_differs_from_the_model(tmp_pa
 
     def ctx(training):
         return SimpleNamespace(config={"serving": {"model_source": {"run_id": "r1"}}, "training": training},
-                               step_dir=tmp_path, runtime=None, log=logging.getLogger("t"), manifest=manifest)
+                               step_dir=tmp_path, runtime=None, log=logging.getLogger("t"), manifest=manifest, summary={})
 
     assert load_model.run(ctx({"schema": {"target": {"label_column": "target", "classes": [2, 1, 0]}}}), {})
     with pytest.raises(MBTInputError) as err:
