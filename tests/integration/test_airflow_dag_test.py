@@ -124,7 +124,11 @@ def project(tmp_path_factory, airflow_env):
                                            "seed": 42}}
     (root / "pipelines" / f"{TRAINING}.yaml").write_text(yaml.safe_dump(training, sort_keys=False))
     serving = yaml.safe_load((root / "pipelines" / f"{SERVING}.yaml").read_text())
-    serving["serving"]["model_source"]["run_id"] = "{{ var('model_run_id') }}"
+    source = serving["serving"]["model_source"]  # the scaffold serves churn_model@champion: pin a run instead
+    for key in ("model_name", "alias"):
+        source.pop(key, None)
+    source["run_id"] = "{{ var('model_run_id') }}"
+    serving["deployment"].pop("on_model_change", None)  # follows an alias only
     (root / "pipelines" / f"{SERVING}.yaml").write_text(yaml.safe_dump(serving, sort_keys=False))
     return root
 

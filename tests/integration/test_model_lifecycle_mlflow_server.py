@@ -64,7 +64,7 @@ def training(experiment: str, target: dict, name: str, approval: str = "none", m
     if model:
         config["training"]["model_training"]["config"] = model
     base = make_manifest(config, target)
-    return Manifest.build({**dict(base.data), "steps": manifest_steps("training", {}, registration)})
+    return Manifest.build({**dict(base.data), "steps": manifest_steps("training", {}, registration=registration)})
 
 
 def train(root: Path, manifest: Manifest) -> tuple[str, dict]:

@@ -58,7 +58,10 @@ def filled_secrets(stack_env: dict) -> dict[str, dict[str, str]]:
     """The Secret template's data with every connection taken from the local stack (what an
     operator does when applying it to a cluster)."""
     doc = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    data = {key: stack_env[f"AIRFLOW_CONN_{key.upper()}"] for key in doc["stringData"]}
+    # mbt_logs is Airflow's remote-logging connection (Helm values), not a step's: the local stack
+    # has one S3, so it is the same connection as mbt_s3 here
+    local = {**stack_env, "AIRFLOW_CONN_MBT_LOGS": stack_env["AIRFLOW_CONN_MBT_S3"]}
+    data = {key: local[f"AIRFLOW_CONN_{key.upper()}"] for key in doc["stringData"]}
     return {doc["metadata"]["name"]: data}
 
 

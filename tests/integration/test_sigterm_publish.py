@@ -24,7 +24,8 @@ WAREHOUSE = {"type": "postgres", "config": {"conn_id": "mbt_warehouse", "schema"
 
 
 def _store_predictions(project: Path, manifest, rows: int) -> None:
-    """The ``predictions`` artifact of RUN_ID as the predict step would have stored it."""
+    """The ``predictions`` and ``model_ref`` artifacts of RUN_ID as predict and load_model would
+    have stored them."""
     import numpy as np
     import pandas as pd
 
@@ -44,7 +45,10 @@ def _store_predictions(project: Path, manifest, rows: int) -> None:
                                        "prediction_probability": np.linspace(0, 1, n)}))
         entry = artifacts.store(storage, RUN_ID, "predict", "predictions", "table_stream", writer,
                                 project / "scratch", pipeline=manifest.name)
-        ArtifactRegistry(storage, RUN_ID, pipeline=manifest.name).record({"predictions": entry})
+        ref = artifacts.store(storage, RUN_ID, "load_model", "model_ref", "json",
+                              {"run_id": "model-run-not-needed-by-publish", "model_name": None, "alias": None,
+                               "version": None}, project / "scratch", pipeline=manifest.name)
+        ArtifactRegistry(storage, RUN_ID, pipeline=manifest.name).record({"predictions": entry, "model_ref": ref})
 
 
 def _copy_progress(conn, schema: str) -> int:
