@@ -38,8 +38,7 @@ mbt compile training_churn_model_v1 --target dev --vars "max_runtime_secs=$SECS"
 step "mbt run --select training_churn_model_v1 --target dev"
 mbt run --select training_churn_model_v1 --target dev --vars "max_runtime_secs=$SECS"
 RUN=$(python -c "import json;print(json.load(open('target/training_churn_model_v1/run_results.json'))['mlflow_run_id'])")
-step "serving: model_source.run_id = $RUN (the MLflow run just trained)"
-sed -i "s/<run_id_from_mlflow>/$RUN/" pipelines/serving_churn_model_v1.yaml
+step "serving: churn_model@champion (MLflow run $RUN was registered; promote made it champion)"
 mbt compile serving_churn_model_v1 --target dev
 mbt run --select serving_churn_model_v1 --target dev
 step "done"
