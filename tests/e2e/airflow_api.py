@@ -99,6 +99,21 @@ class AirflowAPI:
         """Delete a DAG's metadata and history (the DAG file may bring it back)."""
         self._raw("DELETE", f"/api/v2/dags/{dag_id}")
 
+    def forget_mbt_dags(self) -> list[str]:
+        """Delete every mbt DAG's metadata and run history (tag ``mbt``): the metadata database
+        outlives the stack's S3 between sessions, and a DAG run left from an earlier session
+        (same dag_id and logical date, its XCom pins a release that S3 no longer holds) must not
+        meet a new test. The loader brings each DAG back at its next parse if its manifest exists."""
+        gone = []
+        for dag in self.get("/api/v2/dags", limit=1000, tags="mbt")["dags"]:
+            name = dag["dag_id"]
+            for run in self.dag_runs(name):
+                if run["state"] not in TERMINAL:
+                    self.set_run_state(name, run["dag_run_id"], "failed")
+            self.delete_dag(name)
+            gone.append(name)
+        return gone
+
     def unpause(self, dag_id: str) -> dict:
         return self._raw("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 

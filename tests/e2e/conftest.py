@@ -91,6 +91,8 @@ def airflow(stack_env) -> AirflowAPI:
     bad = {k: v for k, v in health.items() if k != "triggerer" and (v or {}).get("status") != "healthy"}
     if bad:
         pytest.fail(f"Airflow components unhealthy: {bad}\n{log_tails('airflow-*.log')}", pytrace=False)
+    gone = api.forget_mbt_dags()  # a clean run history: the database outlives earlier sessions' S3
+    print(f"e2e: removed {len(gone)} mbt DAGs and their runs left from earlier sessions: {', '.join(gone)}")
     return api
 
 
