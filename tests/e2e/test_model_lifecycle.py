@@ -35,7 +35,11 @@ from stack_clients import MLFLOW_URI, mlflow_client, s3_client, s3_delete_prefix
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
 
 MANIFESTS_URI = os.environ.get("MBT_MANIFESTS_URI", "s3://mbt-pipeline-artifacts/manifests/")
-WEAK, STRONG, GATE, SERVE = "e2e_life_weak_v1", "e2e_life_strong_v1", "e2e_life_gate_v1", "e2e_life_serving_v1"
+# Unique per session: run ids derive from (pipeline, Airflow run id), and the MLflow database
+# outlives a session's S3, so a fixed name would meet an earlier session's MLflow run of the
+# same scheduled date (whose artifacts are gone) and reuse it as a retry would.
+TOKEN = uuid.uuid4().hex[:6]
+WEAK, STRONG, GATE, SERVE = (f"e2e_life_{kind}_{TOKEN}_v1" for kind in ("weak", "strong", "gate", "serving"))
 TRAINING_YAML = """base_pipeline: _base_churn
 project: {{name: {name}, tags: [e2e, lifecycle]}}
 deployment: {{mode: batch, cadence: monthly}}

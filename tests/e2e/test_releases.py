@@ -17,13 +17,17 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import yaml
 from spec_workflow import cli_env, sh
 from stack_clients import s3_client, s3_delete_prefix
 
-NAME = "h_rel_release_e2e"
+# Unique per session: run ids derive from (pipeline, Airflow run id) and the MLflow database
+# outlives a session's S3, so a fixed name would meet an earlier session's MLflow run of the same
+# scheduled date (its artifacts gone) and reuse it as a retry would.
+NAME = f"h_rel_release_e2e_{uuid.uuid4().hex[:6]}"
 RUN_TIMEOUT = 300
 
 
