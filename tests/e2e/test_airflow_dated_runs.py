@@ -2,11 +2,12 @@
 ``customers_daily_e2e`` one ``snapshot_date`` per run (``query: SELECT <the model's columns> ...
 WHERE snapshot_date = {{ ds }}``).
 
-With T = today (UTC): the warehouse holds 8 days T-8 .. T-1. A REST API backfill of the 7 days
-T-8 .. T-2, then unpausing (Airflow schedules the latest interval, T-1), gives exactly 8
+With T = today (UTC): the warehouse holds 8 days T-7 .. T. A REST API backfill of the 7 days
+T-7 .. T-1, then unpausing (Airflow 3's CronTriggerTimetable schedules the latest tick, T itself:
+a run's logical date is when it fires), gives exactly 8
 partitions of ``churn_predictions`` for the pipeline, each with its own ``execution_date`` and
-exactly that day's rows. Clearing the DAG run of T-5 replaces that partition (new row versions,
-same rows, one partition). A manual trigger at noon of T-3, a day that has a partition, replaces
+exactly that day's rows. Clearing the DAG run of T-4 replaces that partition (new row versions,
+same rows, one partition). A manual trigger at noon of T-2, a day that has a partition, replaces
 that day's partition (mbt aligns a manual run to its cadence period), and a manual trigger for
 exactly an existing logical date is refused by Airflow 3 (one DAG run per logical date) and
 leaves the output as it was.
@@ -93,7 +94,7 @@ def _wait_all(api, dag_id: str, count: int, timeout: float) -> list[dict]:
 
 def test_backfill_clear_and_manual_trigger_keep_one_partition_per_logical_date(spec_workflow, airflow, stack_env):
     today = datetime.now(timezone.utc).date()
-    days = [today - timedelta(days=n) for n in range(8, 0, -1)]  # T-8 .. T-1
+    days = [today - timedelta(days=n) for n in range(7, -1, -1)]  # T-7 .. T
     _seed(stack_env, days)
     project = spec_workflow.project
     (project / "pipelines" / f"{NAME}.yaml").write_text(PIPELINE.replace("__RUN_ID__", spec_workflow.chosen_run_id))
@@ -105,7 +106,7 @@ def test_backfill_clear_and_manual_trigger_keep_one_partition_per_logical_date(s
         "dag_id": NAME, "from_date": f"{days[0]}T00:00:00Z", "to_date": f"{days[6]}T00:00:00Z",
         "reprocess_behavior": "none", "max_active_runs": 2, "run_backwards": False, "dag_run_conf": {}})
     assert backfill["dag_id"] == NAME
-    airflow.unpause(NAME)  # runs the backfill; catchup=False schedules only the latest interval (T-1)
+    airflow.unpause(NAME)  # runs the backfill; catchup=False schedules only the latest tick (T)
     runs = _wait_all(airflow, NAME, 8, timeout=8 * DAG_RUN_TIMEOUT)
     failed = [r["dag_run_id"] for r in runs if r["state"] != "success"]
     assert not failed, "\n".join(airflow.describe_tasks(NAME, r) for r in failed)
@@ -116,7 +117,7 @@ def test_backfill_clear_and_manual_trigger_keep_one_partition_per_logical_date(s
     assert sorted(parts) == days
     assert all(p[:3] == (PER_DAY, PER_DAY, PER_DAY) for p in parts.values()), parts
 
-    # clear the DAG run of T-5: the same logical date -> its partition replaced, nothing added
+    # clear the DAG run of T-4: the same logical date -> its partition replaced, nothing added
     cleared = next(r for r in runs if datetime.fromisoformat(r["logical_date"]).date() == days[3])
     airflow._raw("POST", f"/api/v2/dags/{NAME}/clearTaskInstances", {
         "dag_run_id": cleared["dag_run_id"], "dry_run": False, "only_failed": False, "reset_dag_runs": True})
@@ -127,7 +128,7 @@ def test_backfill_clear_and_manual_trigger_keep_one_partition_per_logical_date(s
     assert after[days[3]][:3] == (PER_DAY, PER_DAY, PER_DAY) and after[days[3]][3] > parts[days[3]][3]
     assert {d: p for d, p in after.items() if d != days[3]} == {d: p for d, p in parts.items() if d != days[3]}
 
-    # a manual trigger inside a day that has a partition (noon of T-3): that partition replaced
+    # a manual trigger inside a day that has a partition (noon of T-2): that partition replaced
     manual = airflow._raw("POST", f"/api/v2/dags/{NAME}/dagRuns",
                           {"logical_date": f"{days[5]}T12:00:00Z", "conf": {}})
     finished = airflow.wait_for_run(NAME, manual["dag_run_id"], timeout=DAG_RUN_TIMEOUT)
