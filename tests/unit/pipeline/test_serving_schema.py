@@ -5,13 +5,11 @@ conflict (``ml/model_facts``)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from airflow_mbt.cli.main import main
 from airflow_mbt.ml import model_facts
-from airflow_mbt.scaffold.project_init import init_project
 
 MINIMAL = """\
 project:
@@ -23,19 +21,6 @@ serving:
   data_source: {scoring_table: customers_to_score}
   output: {destination: local_file}
 """
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return init_project("proj", tmp_path_factory.mktemp("tpl"))
-
-
-@pytest.fixture
-def project(template, tmp_path, monkeypatch):
-    dest = tmp_path / "proj"
-    shutil.copytree(template, dest)
-    monkeypatch.chdir(dest)
-    return dest
 
 
 def test_minimal_serving_pipeline_validates_and_compiles(project, capsys):

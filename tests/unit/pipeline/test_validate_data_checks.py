@@ -3,14 +3,11 @@ a serving run id against the tracking store when it answers (unreachable: a note
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sqlite3
 
-import pytest
 
 from airflow_mbt.cli.main import main
-from airflow_mbt.scaffold.project_init import init_project
 
 T = "training_churn_model_v1"
 SERVING = """\
@@ -21,19 +18,6 @@ serving:
   data_source: {scoring_table: customers_to_score}
   output: {destination: local_file}
 """
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return init_project("proj", tmp_path_factory.mktemp("vdc"))
-
-
-@pytest.fixture
-def project(template, tmp_path, monkeypatch):
-    dest = tmp_path / "proj"
-    shutil.copytree(template, dest)
-    monkeypatch.chdir(dest)
-    return dest
 
 
 def set_labels(project, values):
