@@ -103,18 +103,15 @@ EOF
 }
 
 ensure_db() {
-  # A private instance gets its own metadata database, owned by airflow_user.
-  [ -n "$INSTANCE" ] || return 0
-  local q="SELECT 1 FROM pg_database WHERE datname = '$DB'"
-  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
-    [ "$(runuser -u postgres -- psql -X -tA -d postgres -c "$q")" = 1 ] \
-      || runuser -u postgres -- psql -X -q -d postgres -c "CREATE DATABASE $DB OWNER airflow_user" \
-      || die "cannot create database $DB"
-  else
-    [ "$(psql -X -tA -h 127.0.0.1 -U postgres -d postgres -c "$q")" = 1 ] \
-      || psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $DB OWNER airflow_user" \
-      || die "cannot create database $DB"
-  fi
+  # The metadata database belongs to this stack (lib.sh stack_id): one made by another stack is
+  # dropped and recreated empty; a private instance's is created when missing. A database named by
+  # the caller (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) is left exactly as it is.
+  [ "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" = "postgresql+psycopg2://airflow_user:airflow_password@127.0.0.1:5432/$DB" ] \
+    || return 0
+  pg_drop_foreign_db "$DB"
+  pg_db_exists "$DB" || pg_admin_psql -d postgres -c "CREATE DATABASE $DB OWNER airflow_user" \
+    || die "cannot create database $DB"
+  pg_claim_db "$DB"
 }
 
 check_db() {

@@ -46,14 +46,22 @@ def decide(policy: str, metric: str, challenger: float | None, champion: float |
     return better, f"challenger {metric}={challenger:.6g} {verb} champion {metric}={champion:.6g}"
 
 
-def _rescore(ctx, run_id: str, test) -> dict[str, Any]:
+def _rescore(ctx, run_id: str, test) -> tuple[dict[str, Any], str | None]:
+    """``(metrics of the champion on this test set, None)``, or ``({}, why)`` when the champion's
+    model files are gone: a champion that cannot be loaded cannot serve either, so it is treated as
+    a champion without a score (the challenger wins an ``if_better`` gate) and the reason says so.
+    Transient MLflow or S3 failures still raise (retryable)."""
     from airflow_mbt.ml import scoring
     from airflow_mbt.steps.evaluate import score_test
-    from airflow_mbt.tracking.model_fetch import fetch
+    from airflow_mbt.tracking.model_fetch import ModelFilesMissing, fetch
 
-    model_dir, pre = fetch(ctx.runtime, run_id, ctx.step_dir / "champion")
+    try:
+        model_dir, pre = fetch(ctx.runtime, run_id, ctx.step_dir / "champion")
+    except ModelFilesMissing as exc:
+        ctx.log.warning("the champion cannot be re-scored: %s", exc.message)
+        return {}, exc.message
     framework, model, meta = scoring.load(model_dir, ctx.runtime)
-    return score_test(framework, model, meta, pre, test)[2]
+    return score_test(framework, model, meta, pre, test)[2], None
 
 
 def _tags(client, name: str, version: str, doc: dict) -> None:
@@ -90,10 +98,15 @@ def run(ctx, inputs: dict) -> dict:
             if champion and champion["version"] == mine["version"]:
                 wins, reason, decision = False, f"version {mine['version']} already holds {alias}", ALREADY
             else:
+                unloadable = None
                 if champion:
-                    champion["value"] = _rescore(ctx, champion["run_id"], inputs["test_set"]).get(metric)
+                    scores, unloadable = _rescore(ctx, champion["run_id"], inputs["test_set"])
+                    champion["value"] = scores.get(metric)
                 wins, reason = decide(reg["promote"], metric, mine["value"], champion and champion["value"],
                                       champion is not None)
+                if unloadable and champion is not None:
+                    champion["unloadable"] = unloadable
+                    reason = f"champion version {champion['version']} cannot be loaded ({reason})"
                 decision = (AWAITING if reg["approval"] == "required" else PROMOTED) if wins else NOT_PROMOTED
             doc = {"decision": decision, "reason": reason, "model_name": name, "alias": alias, "metric": metric,
                    "lower_is_better": metric in LOWER_IS_BETTER, "challenger": mine, "champion": champion,

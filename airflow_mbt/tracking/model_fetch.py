@@ -20,13 +20,20 @@ FIELD = "serving.model_source.run_id"
 MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
+class ModelFilesMissing(MBTInputError):
+    """The run and its model are registered, but the model's files are not in the artifact store
+    (deleted, or the tracking database outlived its artifact store). A retry cannot fix it."""
+
+
 def _pyfunc_artifacts(local: Path) -> tuple[Path, Path]:
-    """Paths of the model directory and preprocessor inside a downloaded pyfunc model."""
+    """Paths of the model directory and preprocessor inside a downloaded pyfunc model (a download
+    without an ``MLmodel`` file is ``ModelFilesMissing``, raised by the caller)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     try:
         declared = Model.load(str(local / "MLmodel")).flavors["python_function"].get("artifacts") or {}
-    except (OSError, KeyError):
+    except (OSError, KeyError, MlflowException):
         declared = {}
     paths = {name: local / spec["path"] for name, spec in declared.items() if isinstance(spec, dict) and "path" in spec}
     return paths.get(MODEL_DIR, local / "missing"), paths.get(PREPROCESSOR, local / "missing")
@@ -68,6 +75,11 @@ def fetch(runtime, run_id: str, dest: Path) -> tuple[Path, dict]:
                 code = getattr(exc, "error_code", type(exc).__name__)
                 raise InfraError("MLflow", f"downloading {model_uri} of run {run_id} from "
                                            f"{store.redact(target.tracking_uri)} failed ({code})") from None
+            if not (local / "MLmodel").is_file():
+                raise ModelFilesMissing(f"the model files of MLflow run {run_id!r} ({model_uri}) are missing from "
+                                        "its artifact store", field=FIELD,
+                                        hint="the run's artifacts were deleted or the artifact store was reset: "
+                                             "train and log a new model")
             source_dir, pre_file = _pyfunc_artifacts(local)
             if not source_dir.is_dir() or not pre_file.is_file():
                 raise MBTInputError(f"MLflow run {run_id!r} holds a model that was not logged by mbt", field=FIELD)

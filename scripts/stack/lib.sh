@@ -110,3 +110,40 @@ project_python() {
   fi
   echo "$ROOT/.venv/bin/python"
 }
+
+# psql as the superuser over the unix socket (peer auth as the postgres OS user, trust otherwise)
+pg_admin_psql() {
+  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "${MBT_PG_PORT:-5432}" "$@"
+  else
+    psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${MBT_PG_PORT:-5432}" -U postgres "$@"
+  fi
+}
+
+# stack_id: this stack's identity, made once in $STACK_DIR/stack-id. The PostgreSQL server outlives
+# a stack (a fresh clone, a deleted .stack, CI on a machine a session left running), while the
+# databases that point INTO the stack must not: MLflow's runs name artifacts in .stack/s3, Airflow's
+# runs belong to manifests in .stack/s3 and its secrets are encrypted with the key in .stack/airflow.
+# Such a database carries "mbt-stack:<id>" as its comment (pg_claim_db).
+stack_id() {
+  local f="$STACK_DIR/stack-id"
+  [ -s "$f" ] || { mkdir -p "$STACK_DIR"; cat /proc/sys/kernel/random/uuid > "$f"; }
+  cat "$f"
+}
+
+pg_db_exists() { [ "$(pg_admin_psql -tA -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$1'")" = 1 ]; }
+
+# pg_drop_foreign_db DB: drop DB when it exists but was made by another stack (other or no comment):
+# its pointers lead to data this stack does not have. Never touches a database of this stack.
+pg_drop_foreign_db() {
+  local db=$1 want have
+  want="mbt-stack:$(stack_id)"
+  pg_db_exists "$db" || return 0
+  have=$(pg_admin_psql -tA -d postgres -c "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '$db'")
+  [ "$have" = "$want" ] && return 0
+  say "$db was made by another stack (${have:-no stack id}, this is $want in $STACK_DIR): dropping it, it is recreated empty"
+  pg_admin_psql -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)" || die "cannot drop database $db"
+}
+
+# pg_claim_db DB: mark DB as this stack's
+pg_claim_db() { pg_admin_psql -d postgres -c "COMMENT ON DATABASE \"$1\" IS 'mbt-stack:$(stack_id)'"; }

@@ -7,15 +7,6 @@ svc_postgres_url() { echo "postgresql://127.0.0.1:$MBT_PG_PORT"; }
 
 svc_postgres_health() { pg_isready -q -h 127.0.0.1 -p "$MBT_PG_PORT" -t 2; }
 
-# psql as the superuser over the unix socket (peer auth as the postgres OS user, trust otherwise)
-pg_admin_psql() {
-  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
-    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$MBT_PG_PORT" "$@"
-  else
-    psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$MBT_PG_PORT" -U postgres "$@"
-  fi
-}
-
 svc_postgres_start() {
   command -v pg_ctlcluster >/dev/null 2>&1 \
     || die "postgres: not running on 127.0.0.1:$MBT_PG_PORT and pg_ctlcluster is missing (apt-get install postgresql-15)"
@@ -39,10 +30,16 @@ pg_seeded() {
 }
 
 # Runs on every `up` (idempotent): schema, users, tables; seed rows when the tables are empty.
+# mlflow_db and airflow_db point into this stack (artifact URIs into .stack/s3, runs of manifests in
+# .stack/s3, values under the Fernet key in .stack/airflow): a copy made by another stack is
+# dropped before init.sql recreates it empty (see pg_drop_foreign_db in lib.sh).
 svc_postgres_provision() {
+  local db
+  for db in mlflow_db airflow_db; do pg_drop_foreign_db "$db"; done
   pg_admin_psql -d postgres < "$ROOT/infra/postgres/init.sql" >> "$LOG_DIR/postgres.log" 2>&1 \
     || { echo "[stack] ERROR: postgres: applying infra/postgres/init.sql failed; log: $LOG_DIR/postgres.log" >&2
          log_tail postgres; exit 1; }
+  for db in mlflow_db airflow_db; do pg_claim_db "$db"; done
   pg_seeded && return 0
   "$(project_python)" "$ROOT/infra/postgres/seed.py" 2>> "$LOG_DIR/postgres.log" \
     || { echo "[stack] ERROR: postgres: seeding failed; log: $LOG_DIR/postgres.log" >&2

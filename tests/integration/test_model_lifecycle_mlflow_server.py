@@ -148,3 +148,42 @@ def test_unknown_alias_is_an_input_error(tmp_path, server_target, model_name):
     with pytest.raises(MBTInputError) as err:
         run_steps(make_manifest(cfg, server_target), root, names=["load_model"])
     assert err.value.field == "serving.model_source" and "has no alias 'champion'" in err.value.message
+
+
+def _delete_model_files(client: mlflow.MlflowClient, name: str, version: str) -> int:
+    """Remove a registered version's model files from the stack's S3 (what a reset artifact store
+    or a lifecycle rule does); returns how many objects went."""
+    import boto3
+
+    source = client.get_model_version(name, version).source  # models:/m-<id>
+    location = client.get_logged_model(source.split("/")[-1]).artifact_location
+    assert location.startswith("mlflow-artifacts:/"), location
+    prefix = location.removeprefix("mlflow-artifacts:/").lstrip("/")
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("MBT_S3_ENDPOINT_URL", "http://127.0.0.1:8333"),
+                      aws_access_key_id="mbt_local_access_key", aws_secret_access_key="mbt_local_secret_key_2026",
+                      region_name="us-east-1")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mbt-mlflow-artifacts",
+                                                                               Prefix=prefix)
+            for o in page.get("Contents", [])]
+    for key in keys:
+        s3.delete_object(Bucket="mbt-mlflow-artifacts", Key=key)
+    return len(keys)
+
+
+def test_champion_without_model_files_is_replaced(tmp_path, server_target, experiment, model_name):
+    """A champion whose files are gone cannot serve: the gate says so and the challenger takes the
+    alias, even a weaker one (no crash, no retry loop on a permanent condition)."""
+    root = make_project(tmp_path, n_customers=300, n_score=50)
+    client = mlflow.MlflowClient(MLFLOW_URI)
+    first = training(experiment, server_target, model_name)
+    _, promo_a = train(root, first)
+    v1 = promo_a["challenger"]["version"]
+    assert promo_a["decision"] == "promoted"
+    assert _delete_model_files(client, model_name, v1) > 0
+
+    _, promo_b = train(root, training(experiment, server_target, model_name, model=WEAK))
+    assert promo_b["decision"] == "promoted", promo_b
+    assert promo_b["champion"]["version"] == v1 and promo_b["champion"]["value"] is None
+    assert f"champion version {v1} cannot be loaded" in promo_b["reason"]
+    assert "missing from its artifact store" in promo_b["champion"]["unloadable"]
+    assert client.get_model_version_by_alias(model_name, "champion").version == promo_b["challenger"]["version"]
