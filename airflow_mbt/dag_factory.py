@@ -173,14 +173,23 @@ def build_dags(source: str | None = None, *, conn_id: str | None = None) -> dict
 def _build_dags(source: str | None, *, conn_id: str | None) -> dict[str, Any]:
     from airflow.sdk import get_parsing_context
 
-    from airflow_mbt.manifests import load_manifests
+    from airflow_mbt.errors import MBTInputError
+    from airflow_mbt.manifests import LoadResult, load_manifests, load_owned_manifests
+    from airflow_mbt.manifests.ownership import parse_teams
     from airflow_mbt.settings import setting
 
     started = time.perf_counter()
     only = get_parsing_context().dag_id
     source = source or setting("manifests_uri")
     conn_id = conn_id or (setting("manifests_conn_id") if source.startswith("s3://") else None)
-    result = load_manifests(source, conn_id=conn_id, only=only)
+    try:
+        teams = parse_teams(setting("teams"))
+    except MBTInputError as exc:  # the loader cannot tell whose manifests to trust: build none, say why
+        log.error("mbt: %s", exc)
+        teams, result = [], LoadResult(source=source, errors={exc.field or "[mbt] teams": str(exc)})
+    else:
+        result = (load_owned_manifests(source, teams, conn_id=conn_id, only=only) if teams
+                  else load_manifests(source, conn_id=conn_id, only=only))
     project_dir = setting("project_dir") or None
     dags: dict[str, Any] = {}
     errors = dict(result.errors)

@@ -95,6 +95,11 @@ PROVIDER_INFO: dict = {
                 "manifests_conn_id": _option(
                     "Airflow connection (type aws) used to read an s3:// manifests_uri.",
                     DEFAULT_MANIFESTS_CONN_ID),
+                "teams": _option(
+                    "Ownership rule of a shared Airflow: TEAM[=NAMESPACE], comma-separated. When set, "
+                    "manifests are read from <manifests_uri><team>/ per team, and a team's DAG ids must "
+                    "start with <team>_ and its pods run in its namespace (default: the team name).", "",
+                    example="growth=ml-growth, risk"),
                 "cache_dir": _option(
                     "Local cache of fetched manifests; empty means $AIRFLOW_HOME/mbt_cache.", "",
                     example="/tmp/mbt_cache"),

@@ -15,6 +15,7 @@ _EXPORTS = {
     "publish_manifests": "airflow_mbt.manifests.store",
     "fetch_manifest": "airflow_mbt.manifests.store",
     "load_manifests": "airflow_mbt.manifests.cache",
+    "load_owned_manifests": "airflow_mbt.manifests.cache",
     "LoadResult": "airflow_mbt.manifests.cache",
     "CURRENT": "airflow_mbt.manifests.backends",
     "ManifestLocation": "airflow_mbt.manifests.backends",

@@ -67,6 +67,32 @@ def _accept(result: LoadResult, name: str, data: bytes, source: str,
     result.pinned_uris[name] = pinned_uri(manifest)
 
 
+def load_owned_manifests(uri: str, teams: Iterable[Any], *, conn_id: str | None = None,
+                         only: str | None = None) -> LoadResult:
+    """``load_manifests`` of each team's folder ``<uri><team>/`` (``ownership.Team``), keeping a
+    manifest only when the ownership rule allows it; a refused one is an error of its file."""
+    from airflow_mbt.manifests.ownership import team_uri, violation
+
+    merged = LoadResult(source=uri)
+    for team in teams:
+        if only is not None and not only.startswith(team.prefix):
+            continue  # a task-time parse reads only the folder of the team owning the DAG id
+        part = load_manifests(team_uri(uri, team), conn_id=conn_id, only=only)
+        merged.errors.update(part.errors)
+        merged.warnings.extend(part.warnings)
+        merged.from_cache += part.from_cache
+        merged.fetched += part.fetched
+        for name, manifest in part.manifests.items():
+            why = violation(team, manifest)
+            if why:
+                merged.errors[part.pinned_uris[name]] = why
+                log.error("mbt: skipping manifest %s: %s", part.pinned_uris[name], why)
+                continue
+            merged.manifests[name] = manifest
+            merged.pinned_uris[name] = part.pinned_uris[name]
+    return merged
+
+
 def _names(keys: Iterable[str], only: str | None) -> list[str]:
     names = sorted(k.split("/", 1)[0] for k in keys if k.count("/") == 1 and k.endswith("/" + CURRENT))
     return [n for n in names if only is None or n == only]

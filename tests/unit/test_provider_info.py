@@ -53,6 +53,7 @@ def test_declared_classes_and_modules_exist_and_agree():
     ("manifests_uri", "s3://mbt-pipeline-artifacts/manifests/"),
     ("manifests_conn_id", "mbt_s3"),
     ("default_executor", "local"),
+    ("teams", ""),
 ])
 def test_mbt_config_section_defaults(option, default):
     options = PROVIDER_INFO["config"]["mbt"]["options"]
