@@ -59,7 +59,8 @@ SERVING_STEPS: tuple[StepSpec, ...] = (
 
 # Added to a serving pipeline only when ``serving.monitoring`` is configured (docs/monitoring.md);
 # publish then waits for it (``GATES``), so ``on_breach: fail`` stops the run before publishing.
-MONITOR_STEP = _s("monitor", ["model", "preprocessor", "scoring_data", "predictions"], [("monitoring", JSON)],
+MONITOR_STEP = _s("monitor", ["model", "preprocessor", "model_ref", "scoring_data", "predictions"],
+                  [("monitoring", JSON)],
                   "Drift of the scoring data and predictions against the training reference (PSI)")
 OPTIONAL_STEPS: dict[str, tuple[StepSpec, ...]] = {PipelineKind.SERVING: (MONITOR_STEP,)}
 GATES: dict[str, tuple[str, ...]] = {"publish": ("monitor",)}  # step -> steps it waits for when present

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from airflow_mbt.constants import StepStatus
+from airflow_mbt.constants import PipelineKind, StepStatus
 from airflow_mbt.errors import MBTError, MBTInputError, StepTerminated
 from airflow_mbt.manifest import Manifest, ManifestStep
 from airflow_mbt.partitions import PARTITIONED_STEPS, artifact_name, is_partitioned_step, plan_of, storage_step
@@ -72,6 +72,8 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
     root = Path(tempfile.mkdtemp(prefix=f"mbt-{step.name}-")) if work_dir is None else Path(work_dir)
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".mbt-io-", dir=root))
+    ctx = StepContext(manifest=manifest, step=step, run_id=run_id, runtime=runtime, work_dir=root,
+                      try_number=try_number, run=run or RunContext(run_id=run_id, try_number=try_number))
     try:
         storage = runtime.storage()
         registry = ArtifactRegistry(storage, run_id, pipeline=manifest.name)
@@ -81,16 +83,17 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
         inputs = {name: ([artifacts.fetch(storage, name, e, scratch) for e in entry] if isinstance(entry, list)
                          else artifacts.fetch(storage, name, entry, scratch)) for name, entry in found.items()}
         module = step_module(step.name)
-        ctx = StepContext(manifest=manifest, step=step, run_id=run_id, runtime=runtime,
-                          work_dir=root, try_number=try_number,
-                          run=run or RunContext(run_id=run_id, try_number=try_number))
         outputs = module.run(ctx, inputs)
         entries = _store_outputs(storage, manifest.name, run_id, step, outputs, scratch, partition)
         registry.record(entries)
-    except BaseException:
+    except BaseException as exc:
         # the invocation path prints the one message for this failure; this is only the timing
         log.info("mbt step %s.%s run_id=%s failed after %.1fs", manifest.name, step.name, run_id,
                  time.monotonic() - started)
+        if manifest.pipeline.kind is PipelineKind.TRAINING and isinstance(exc, Exception | StepTerminated):
+            from airflow_mbt.tracking.pipeline_run import fail
+
+            fail(ctx, exc)  # the training run's MLflow run ends FAILED, not RUNNING forever
         raise
     finally:
         _remove_tree(scratch if not own_dir else root)

@@ -82,7 +82,7 @@ def run(ctx, inputs: dict) -> dict:
     conf = settings(ctx.config)
     max_psi, on_breach, table = float(conf["max_psi"]), conf["on_breach"], conf["table"]
     ref = reference.read(inputs["model"])
-    stamp, replace = partition(ctx)
+    stamp, replace = partition(ctx, inputs.get("model_ref"))  # the run load_model resolved (alias or run id)
     if ref is None:
         text = ("the served model has no reference statistics (reference_stats.json): it was trained before "
                 "mbt recorded them; retrain it to monitor drift")

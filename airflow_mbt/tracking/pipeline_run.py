@@ -10,8 +10,13 @@ Contract:
   its digest MLflow's content digest of the frame. Idempotent: a retried ``load_data`` reuses the
   run, and the same data logs the same dataset once. Returns the MLflow run id.
 - ``log_run`` then logs into that run (``run_logger._log``) and ends it FINISHED; a run failing
-  its criteria ends it FAILED. A pipeline that fails before ``log_run`` leaves the run RUNNING
-  with what it logged so far (the mbt run's status is in run_results).
+  its criteria ends it FAILED.
+- ``fail(ctx, exc)``: a step of the pipeline failed before ``log_run`` ended the run: the run
+  ends FAILED (KILLED when the step was terminated) with tags ``mbt_status=failed`` and
+  ``mbt_failed_step``, keeping what it logged so far. Best effort and never raises (the step's
+  own error is what the user must see); it touches only a RUNNING run (a promote failing after
+  ``log_run`` leaves the FINISHED run alone), creates none, and is skipped when MLflow itself
+  was the failure. A retry that reaches ``log_run`` ends the same run FINISHED.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from airflow_mbt.errors import InfraError
 from airflow_mbt.tracking import store
 
 STATUS_RUNNING = "running"
+STATUS_FAILED = "failed"
+FAILED_STEP_TAG = "mbt_failed_step"
 
 
 def _source(ctx) -> Any:
@@ -95,3 +102,33 @@ def start(ctx, df) -> str:
     ctx.log.info("MLflow run %s opened for %s (input dataset digest %s, %s)", run_id, ctx.run_id, dataset.digest,
                  json.dumps(dataset.source.to_dict()))
     return run_id
+
+
+def fail(ctx, exc: BaseException) -> None:
+    """End the pipeline's open MLflow run FAILED / KILLED after a step failure (see module doc)."""
+    import logging
+
+    from airflow_mbt.errors import StepTerminated
+
+    log = logging.getLogger("airflow_mbt")
+    if isinstance(exc, InfraError) and exc.service == "MLflow":
+        return  # MLflow is the problem: a second call would only wait for it again
+    try:
+        from airflow_mbt.tracking.run_logger import STATUS_TAG, experiment_name_of, find_run
+
+        database = store.local_database(ctx.runtime)
+        if database is not None and not database.exists():
+            return  # no local tracking database yet: no run was opened, and none is created here
+        with store.session(ctx.runtime) as target:
+            client = store.client(target)
+            experiment = client.get_experiment_by_name(experiment_name_of(ctx))
+            run = experiment and find_run(client, experiment.experiment_id, ctx.manifest.name, ctx.run_id)
+            if not run or run.info.status != "RUNNING":
+                return
+            client.set_tag(run.info.run_id, STATUS_TAG, STATUS_FAILED)
+            client.set_tag(run.info.run_id, FAILED_STEP_TAG, ctx.step.name)
+            client.set_terminated(run.info.run_id, "KILLED" if isinstance(exc, StepTerminated) else "FAILED")
+        log.info("MLflow run %s ended %s: step %s failed", run.info.run_id,
+                 "KILLED" if isinstance(exc, StepTerminated) else "FAILED", ctx.step.name)
+    except Exception as err:  # noqa: BLE001 - best effort: never hide the step's own error
+        log.warning("could not mark the MLflow run of %s failed: %s", ctx.run_id, type(err).__name__)

@@ -256,10 +256,20 @@ def register_version(ctx, client, name: str, out: dict, meta: dict, metrics: dic
 
 def _open_run(client, previous, experiment_id: str, name: str, tags: dict[str, str]) -> str:
     """The run ``load_data`` opened for this pipeline run (``tracking.pipeline_run``), tagged
-    ``tags``; a new run when there is none, or when the one found already ended (an earlier try)."""
+    ``tags``: also when a failed step ended it FAILED (``pipeline_run.fail``) and a retry got here,
+    which reopens it. A new run when there is none, or when the one found already ended otherwise
+    (an earlier try of log_run itself)."""
     from mlflow.entities import RunTag
 
-    if previous is not None and previous.info.status == "RUNNING" and MODEL_URI_TAG not in previous.data.tags:
+    from airflow_mbt.tracking.pipeline_run import FAILED_STEP_TAG, STATUS_FAILED
+
+    reopen = (previous is not None and previous.info.status == "FAILED"
+              and previous.data.tags.get(STATUS_TAG) == STATUS_FAILED)
+    open_run = previous is not None and (previous.info.status == "RUNNING" or reopen)
+    if open_run and MODEL_URI_TAG not in previous.data.tags:
+        if reopen:
+            client.update_run(previous.info.run_id, status="RUNNING")
+            client.delete_tag(previous.info.run_id, FAILED_STEP_TAG)
         client.log_batch(previous.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         return str(previous.info.run_id)
     if previous is not None:

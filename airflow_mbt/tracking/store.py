@@ -91,6 +91,17 @@ def _probe(uri: str) -> None:
                          hint="check the target's mlflow section / the mbt_mlflow connection") from None
 
 
+def local_database(runtime) -> Path | None:
+    """The sqlite file a target tracks to (the dev default included), ``None`` for a server;
+    unlike ``resolve`` it creates nothing."""
+    section = runtime.section("mlflow")
+    uri = section.get("tracking_uri")
+    if not uri:
+        return None if section.get("conn_id") else runtime.path(DEFAULT_DB).resolve()
+    uri = str(uri)
+    return runtime.path(uri[len(SQLITE):]).resolve() if uri.startswith(SQLITE) else None
+
+
 @contextmanager
 def session(runtime) -> Iterator[TrackingTarget]:
     """Resolve the target, check the server answers, and (with a ``conn_id``) put the

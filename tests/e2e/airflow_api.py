@@ -99,6 +99,15 @@ class AirflowAPI:
         """Delete a DAG's metadata and history (the DAG file may bring it back)."""
         self._raw("DELETE", f"/api/v2/dags/{dag_id}")
 
+    def retire_dag(self, dag_id: str) -> None:
+        """A test's teardown: mark the DAG's unfinished runs failed, then delete the DAG (if any)."""
+        if self.try_get(f"/api/v2/dags/{dag_id}") is None:
+            return
+        for run in self.dag_runs(dag_id):
+            if run["state"] not in ("success", "failed"):
+                self.set_run_state(dag_id, run["dag_run_id"], "failed")
+        self.delete_dag(dag_id)
+
     def forget_mbt_dags(self) -> list[str]:
         """Delete every mbt DAG's metadata and run history (tag ``mbt``): the metadata database
         outlives the stack's S3 between sessions, and a DAG run left from an earlier session

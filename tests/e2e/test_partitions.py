@@ -1,8 +1,10 @@
 """Partitioned serving under live Airflow (issue 12): a serving DAG with ``serving.partitions:
 {count: 4, by: customer_id}`` runs its partitioned steps as one mapped task group (4 map indexes
 per step), publishes exactly the source rows, one set per partition, and ``verify`` passes.
-Clearing one partition's mapped tasks (Airflow's retry of that partition) publishes that partition
-exactly once again and leaves the other partitions' rows untouched (same ``xmin``).
+Killing one partition's running task (SIGKILL, as an OOM kill or a lost worker would) makes Airflow
+retry that partition alone, and the run still publishes every source row exactly once. Clearing
+one partition's mapped tasks (a rerun of that partition) publishes that partition exactly once
+again and leaves the other partitions' rows untouched (same ``xmin``).
 
 The model is a tiny sklearn forest trained with ``mbt run`` on the dev target (shared MLflow
 server); the DAG runs against the instance at ``MBT_AIRFLOW_URL``, its manifests deployed to
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from datetime import datetime, timezone
 
 import pytest
+import yaml
 
 from spec_workflow import cli_env, edit_profile_for_local_stack, sh
 from stack_clients import s3_client, s3_delete_prefix, warehouse
@@ -34,10 +38,25 @@ training:
   model_training:
     framework: sklearn
     config: {{model: RandomForestClassifier, n_estimators: 10, max_depth: 4}}
+  preprocessing:
+    custom_transforms: ["lib.hold:hold"]
   evaluation:
     primary_metric: roc_auc
     generate_plots: false
     validation_criteria: ["roc_auc >= 0.55"]
+"""
+# A custom transform (logged with the model, so serving's apply_transforms runs it) that holds
+# while HOLD exists: it keeps a partition's task running long enough for the test to kill it.
+HOLD = f"/tmp/mbt-e2e-hold-{os.getpid()}"
+HOLD_PY = f"""import os
+import time
+
+
+def hold(df):
+    deadline = time.monotonic() + 300
+    while os.path.exists({HOLD!r}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return df
 """
 
 SERVING_YAML = """base_pipeline: _base_churn
@@ -72,6 +91,11 @@ def partitioned_serving(airflow, stack_env, tmp_path):
     for name in ("training_churn_model_v1", "serving_churn_model_v1"):
         (project / "pipelines" / f"{name}.yaml").unlink()
     (project / "pipelines" / f"{TRAIN}.yaml").write_text(TRAINING_YAML)
+    (project / "lib" / "hold.py").write_text(HOLD_PY)
+    profiles = project / "profiles.yaml"
+    doc = yaml.safe_load(profiles.read_text())
+    next(iter(doc.values()))["orchestrator"]["config"]["default_args"].update(retries=2, retry_delay="5s")
+    profiles.write_text(yaml.safe_dump(doc, sort_keys=False))
     sh(f"mbt run --select {TRAIN} --target dev", project, env)
     model_run = json.loads((project / "target" / TRAIN / "run_results.json").read_text())["mlflow_run_id"]
     (project / "pipelines" / f"{SERVE}.yaml").write_text(SERVING_YAML.format(
@@ -97,11 +121,7 @@ def partitioned_serving(airflow, stack_env, tmp_path):
        project, env)
     yield conn
     s3_delete_prefix(s3, bucket, f"{prefix}{SERVE}/")
-    if airflow.try_get(f"/api/v2/dags/{SERVE}") is not None:
-        for run in airflow.dag_runs(SERVE):
-            if run["state"] not in ("success", "failed"):
-                airflow.set_run_state(SERVE, run["dag_run_id"], "failed")
-        airflow.delete_dag(SERVE)
+    airflow.retire_dag(SERVE)
     conn.rollback()
     _drop(conn)
     conn.close()
@@ -128,15 +148,42 @@ def _partitions(conn, logical_date: str) -> list[tuple]:
     return rows
 
 
+def _kill_running(airflow, run_id: str, task_id: str, map_index: int, timeout: float = 240) -> int:
+    """SIGKILL the process of a running mapped task (LocalExecutor: a process on this machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ti = {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(SERVE, run_id)}.get((task_id, map_index))
+        if ti and ti["state"] == "running" and ti.get("pid"):
+            time.sleep(2)  # inside the held transform
+            os.kill(int(ti["pid"]), signal.SIGKILL)
+            return int(ti["pid"])
+        time.sleep(1)
+    raise AssertionError(f"{task_id}[{map_index}] never ran:\n{airflow.describe_tasks(SERVE, run_id)}")
+
+
 def test_four_partitions_publish_the_source_rows_once_each(partitioned_serving, airflow):
     conn = partitioned_serving
     airflow.wait_for_dag(SERVE, timeout=180)
-    airflow.unpause(SERVE)
-    run_id = _first_run(airflow)
-    run, _retrying = airflow.wait_for_end(SERVE, run_id, timeout=600)
+    open(HOLD, "w").close()
+    try:
+        airflow.unpause(SERVE)
+        run_id = _first_run(airflow)
+        # an OOM kill of partition 2's task: Airflow retries that partition alone
+        _kill_running(airflow, run_id, "partitions.apply_transforms", 2)
+        deadline = time.monotonic() + 120
+        while (ti := {(t["task_id"], t["map_index"]): t for t in airflow.task_instances(SERVE, run_id)}[
+                ("partitions.apply_transforms", 2)])["state"] == "running" and ti["try_number"] < 2:
+            assert time.monotonic() < deadline, f"the killed task still runs:\n{airflow.describe_tasks(SERVE, run_id)}"
+            time.sleep(2)
+        assert ti["state"] in ("up_for_retry", "scheduled", "queued", "running"), ti  # not failed: a retry
+    finally:
+        os.unlink(HOLD)
+    run, _retrying = airflow.wait_for_end(SERVE, run_id, timeout=600, fail_on_retry=False)
     assert run["state"] == "success", airflow.describe_tasks(SERVE, run_id)
 
     tis = airflow.task_instances(SERVE, run_id)
+    killed = {(t["task_id"], t["map_index"]): t["try_number"] for t in tis if t["task_id"].endswith("apply_transforms")}
+    assert killed == {("partitions.apply_transforms", i): (2 if i == 2 else 1) for i in range(PARTS)}, killed
     mapped = sorted((t["task_id"], t["map_index"]) for t in tis if t["task_id"].startswith("partitions."))
     assert mapped == sorted((f"partitions.{s}", i) for s in ("load_scoring_data", "apply_transforms", "predict",
                                                              "publish") for i in range(PARTS))
@@ -156,6 +203,7 @@ def test_four_partitions_publish_the_source_rows_once_each(partitioned_serving, 
     assert run["state"] == "success", airflow.describe_tasks(SERVE, run_id)
     tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in airflow.task_instances(SERVE, run_id)}
     assert tries[("partitions.publish", 2)] == 2 and tries[("partitions.publish", 1)] == 1
+    assert tries[("partitions.apply_transforms", 2)] == 3  # killed once, then cleared
     after = _partitions(conn, run["logical_date"] or run["run_after"])
     assert [r[:3] for r in after] == [r[:3] for r in before]  # partition 2 exactly once again
     assert after[2][3:] != before[2][3:]  # rewritten by the retry ...

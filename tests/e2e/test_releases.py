@@ -112,11 +112,7 @@ def _json_in(output: str) -> dict:
 
 def _reset(api, s3, bucket: str, prefix: str) -> None:
     s3_delete_prefix(s3, bucket, f"{prefix}{NAME}/")
-    if api.try_get(f"/api/v2/dags/{NAME}") is not None:
-        for run in api.dag_runs(NAME):
-            if run["state"] not in ("success", "failed"):
-                api.set_run_state(NAME, run["dag_run_id"], "failed")
-        api.delete_dag(NAME)
+    api.retire_dag(NAME)
 
 
 def test_deploy_change_rollback_undeploy_on_live_airflow(airflow, stack_env, tmp_path):

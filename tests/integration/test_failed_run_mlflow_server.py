@@ -38,3 +38,36 @@ def test_failed_criteria_run_is_kept_on_the_tracking_server(tmp_path, mlflow_tra
         assert set(run.data.metrics) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "pr_auc"}
         assert [r["passed"] for r in logged["validation"]] == [False, True]
         assert run.data.params["class_balance.train.1"] and run.data.params["column.tenure"].startswith("feature")
+
+
+def test_a_step_failing_before_log_run_ends_the_run_failed(tmp_path, mlflow_tracking_uri):
+    """load_data opened the run; train_model fails (sklearn refuses n_estimators=-1 at fit): the run ends
+    FAILED with the failing step named, not RUNNING forever; a retry that reaches log_run reopens
+    and finishes the same run."""
+    from airflow_mbt.errors import MBTError
+
+    with scratch_experiment(mlflow_tracking_uri, "mbt_failed_step") as experiment:
+        root = make_project(tmp_path)
+        cfg = training_config(project={"experiment_name": experiment},
+                              training={"model_training": {"framework": "sklearn",
+                                                           "config": {"n_estimators": -1}}})
+        manifest = make_manifest(cfg, dev_target(mlflow={"tracking_uri": mlflow_tracking_uri}))
+        run_id = "run_20260102_000000_fb34"
+        run_steps(manifest, root, ["load_data", "split_data"], run_id=run_id)
+        client = mlflow.MlflowClient(mlflow_tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        [opened] = client.search_runs([exp.experiment_id], f"tags.mbt_run_id = '{run_id}'")
+        assert opened.info.status == "RUNNING"
+        with pytest.raises(MBTError):
+            run_steps(manifest, root, ["train_model"], run_id=run_id)
+        run = client.get_run(opened.info.run_id)
+        assert run.info.status == "FAILED"
+        assert run.data.tags["mbt_status"] == "failed" and run.data.tags["mbt_failed_step"] == "train_model"
+        # the retry (here: with the parameter fixed) that reaches log_run ends the SAME run FINISHED
+        fixed = make_manifest(training_config(project={"experiment_name": experiment}),
+                              dev_target(mlflow={"tracking_uri": mlflow_tracking_uri}))
+        run_steps(fixed, root, ["train_model", "evaluate", "log_run"], run_id=run_id)
+        [finished] = client.search_runs([exp.experiment_id], f"tags.mbt_run_id = '{run_id}'")
+        assert finished.info.run_id == opened.info.run_id and finished.info.status == "FINISHED"
+        assert "mbt_failed_step" not in finished.data.tags and finished.data.tags["mbt_status"] != "failed"
+        assert finished.inputs.dataset_inputs  # load_data's input dataset is still on it

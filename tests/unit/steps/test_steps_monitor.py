@@ -116,3 +116,22 @@ def test_a_model_without_reference_statistics(tmp_path, caplog, on_breach):
             out = monitor.run(ctx, inputs)
         assert "no reference statistics" in out["monitoring"]["skipped"]
         assert any("drift not checked" in r.getMessage() for r in caplog.records)
+
+
+def test_rows_carry_the_run_an_alias_resolved_to(trained):
+    """Serving by registry alias: the monitoring rows name the model run load_model resolved
+    (the YAML holds no run id), like the published predictions."""
+    from mlflow import MlflowClient
+
+    root, _, _, mlflow_run = trained
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db")
+    name = "monitor_alias_model"
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{mlflow_run['run_id']}/model", run_id=mlflow_run["run_id"])
+    client.set_registered_model_alias(name, "champion", version.version)
+    config = serving_config(None, serving={"model_source": {"model_name": name, "alias": "champion"},
+                                           "monitoring": {"on_breach": "warn"}})
+    config["serving"]["model_source"].pop("run_id")
+    run_id = run_steps(monitored(config), root)
+    table = pd.read_csv(root / "output" / "model_monitoring.csv")
+    assert set(table[table["serving_run_id"] == run_id]["model_run_id"]) == {mlflow_run["run_id"]}

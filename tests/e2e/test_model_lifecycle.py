@@ -9,7 +9,8 @@ reads (env ``MBT_MANIFESTS_URI``, default the shared ``manifests/``):
 2. ``serving`` follows ``model@champion`` with ``on_model_change: true`` (cadence OR asset).
 3. ``strong`` (a forest) beats the re-scored champion: the alias moves, the asset event triggers
    the serving DAG, which scores with the new champion: ``churn_predictions.model_run_id`` is the
-   strong run, with no YAML edit and no redeploy.
+   strong run, with no YAML edit and no redeploy; its drift check (``monitoring``) writes one
+   ``model_monitoring`` row per monitored column and metric, against the champion's reference.
 4. ``gate`` (approval required, promote always; its own registered model, so it runs beside the
    champion flow): a run approved through the REST API moves the alias; a rejected run leaves it
    (and succeeds, ``apply_promotion`` skipped).
@@ -20,10 +21,12 @@ Airflow Assets page, and the approval form.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -66,6 +69,7 @@ serving:
   model_source: {{model_name: {model}, alias: champion}}
   data_source: {{scoring_table: customers_to_score}}
   output: {{destination: database, table: churn_predictions, include_probabilities: true}}
+  monitoring: {{max_psi: 0.25, on_breach: warn}}
 """
 
 
@@ -105,11 +109,7 @@ def lifecycle(airflow, stack_env, tmp_path_factory):
     yield {"project": project, "env": env, "model": model, "bucket": bucket, "prefix": prefix}
     for name in (WEAK, STRONG, GATE, SERVE):
         s3_delete_prefix(s3, bucket, f"{prefix}{name}/")
-        if airflow.try_get(f"/api/v2/dags/{name}") is not None:
-            for run in airflow.dag_runs(name):
-                if run["state"] not in ("success", "failed"):
-                    airflow.set_run_state(name, run["dag_run_id"], "failed")
-            airflow.delete_dag(name)
+        airflow.retire_dag(name)
     for name in (model, f"{model}_gate"):
         try:
             mlflow_client().delete_registered_model(name)
@@ -187,7 +187,7 @@ def test_champion_gate_asset_serving_and_approval(lifecycle, airflow, stack_env,
     assert "roc_auc" in text
     assert _gate_champion(gate_model) is None  # nothing moved before the approval
     _respond(airflow, GATE, gate_run, "Approve")
-    assert _gate_end(airflow, gate_run)["state"] == "success"
+    assert _gate_end(airflow, gate_run, "Approve")["state"] == "success"
     applied = _summary(airflow, GATE, gate_run, "apply_promotion")
     assert applied["decision"] == "promoted" and _gate_champion(gate_model) == applied["challenger"]["version"]
 
@@ -212,11 +212,21 @@ def test_champion_gate_asset_serving_and_approval(lifecycle, airflow, stack_env,
                            "AND serving_run_id = %s", (SERVE, _mbt_run_id(airflow, SERVE, runs[0]["dag_run_id"]))
                            ).fetchall()
     assert ids == [(champion.run_id,)]
+    # drift: one row per (monitored column, metric) of this serving run, against the champion's reference
+    reference = mlflow_client().download_artifacts(champion.run_id, "reference_stats.json", str(screenshots_dir))
+    ref = json.loads(Path(reference).read_text(encoding="utf-8"))
+    with warehouse(stack_env) as conn:
+        rows = conn.execute("SELECT feature, metric, value, model_run_id FROM public.model_monitoring "
+                            "WHERE pipeline_name = %s AND serving_run_id = %s",
+                            (SERVE, _mbt_run_id(airflow, SERVE, runs[0]["dag_run_id"]))).fetchall()
+    assert {f for f, *_ in rows} == set(ref["features"]) | set(ref["predictions"]), rows
+    assert {f for f, m, *_ in rows if m == "psi"} == set(ref["features"]) | set(ref["predictions"])
+    assert {r[3] for r in rows} == {champion.run_id} and all(r[2] is not None for r in rows)
 
     before = _gate_champion(gate_model)
     _wait_hitl(airflow, GATE, rejected_run, timeout=900)
     _respond(airflow, GATE, rejected_run, "Reject")
-    assert _gate_end(airflow, rejected_run)["state"] == "success"
+    assert _gate_end(airflow, rejected_run, "Reject")["state"] == "success"
     states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(GATE, rejected_run)}
     assert states["apply_promotion"] == "skipped", states
     assert _gate_champion(gate_model) == before
@@ -231,9 +241,20 @@ def test_champion_gate_asset_serving_and_approval(lifecycle, airflow, stack_env,
         screenshot(page, screenshots_dir / "airflow_assets.png")
 
 
-def _gate_end(airflow, run_id: str) -> dict:
-    """The gate run's end: an answered approval task resumes through up_for_retry (Airflow 3.3)."""
-    run, _ = airflow.wait_for_end(GATE, run_id, timeout=600, fail_on_retry=False)
+def _gate_end(airflow, run_id: str, option: str) -> dict:
+    """The gate run's end, once ``option`` was given. Should the resumed approval task fail, its
+    retry asks again (a new try is a new form: Airflow's behaviour), so the same answer is given
+    to it, printing the task states and logs of the failed try to show why."""
+    deadline = time.monotonic() + 600
+    answered = {1}
+    while (run := airflow.dag_run(GATE, run_id))["state"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"{GATE} {run_id} did not end:\n{airflow.describe_tasks(GATE, run_id)}"
+        ti = {t["task_id"]: t for t in airflow.task_instances(GATE, run_id)}["approve_promotion"]
+        if ti["state"] == "awaiting_input" and ti["try_number"] not in answered:
+            print(f"approve_promotion asked again on try {ti['try_number']}:\n{airflow.describe_tasks(GATE, run_id)}")
+            _respond(airflow, GATE, run_id, option)
+            answered.add(ti["try_number"])
+        time.sleep(5)
     assert run["state"] == "success", airflow.describe_tasks(GATE, run_id)
     return run
 
