@@ -29,8 +29,8 @@ def _transforms(ctx, pre: dict) -> tuple[list, object]:
     if not files:
         ctx.log.warning("the model has no logged transform code: running %s from the project's current code",
                         ", ".join(specs))
-        return custom_transforms.load_all(specs, ctx.project_dir), ctx.project_dir
-    changed = custom_transforms.changed_files(files, ctx.project_dir)
+        return custom_transforms.load_all(specs, ctx.code_dir), ctx.code_dir
+    changed = custom_transforms.changed_files(files, ctx.code_dir)
     if changed:
         ctx.log.warning("%s changed since the model was trained (logged code sha256 %s): serving runs the "
                         "logged code; retrain to use the new code", ", ".join(changed),
