@@ -37,7 +37,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airflow_mbt.errors import IntegrityError, MBTInputError, RegistryConflictError
@@ -118,9 +118,8 @@ def publish_code(location: ManifestLocation, manifest: Manifest, root: Path) -> 
 
 def _safe_name(member: tarfile.TarInfo, uri: str) -> str:
     name = member.name
-    parts = PurePosixPath(name).parts
     if (not member.isreg() or not name or name.startswith("/") or "\\" in name or "\0" in name
-            or any(p in ("", ".", "..") for p in name.split("/")) or not parts):
+            or any(p in ("", ".", "..") for p in name.split("/"))):
         raise IntegrityError(f"code archive {uri} has an unsafe member {name!r} "
                              f"({'not a regular file' if not member.isreg() else 'path leaves the folder'})")
     return name
