@@ -21,7 +21,8 @@ Contract:
   ``manifest.code.files`` and the set of files must be the same (else ``IntegrityError``, exit 3),
   and it is extracted into ``<cache_dir>/code/<hex>/`` (reused when its files still verify;
   written to a temp folder and renamed, so a reader never sees half a tree). A missing archive is
-  an ``IntegrityError`` naming the URI with the hint to ``mbt deploy`` again.
+  an ``IntegrityError`` naming the URI with the hint to ``mbt deploy`` again. A cache folder that
+  cannot be written (a read-only home in a pod) falls back to a private temp folder.
 
 Only the stdlib (``tarfile``, ``gzip``); the location's storage client is built lazily.
 """
@@ -212,7 +213,13 @@ def released_code_dir(manifest: Manifest, manifest_uri: str, conn_id: str | None
     if data is None:
         raise IntegrityError(f"the code archive of release {manifest.content_hash} is missing: {uri}\n"
                              f"  hint: deploy the pipeline again with `mbt deploy` (it ships the code {code_hash})")
-    _extract(read_archive(data, files, uri), dest)
+    verified = read_archive(data, files, uri)
+    try:
+        _extract(verified, dest)
+    except OSError as exc:  # a read-only cache folder (a pod's home): a private temp folder does
+        log.warning("mbt: cannot write the code cache %s (%s); using a temp folder", dest, exc)
+        dest = Path(tempfile.mkdtemp(prefix="mbt-code-")) / hash_hex(code_hash)
+        _extract(verified, dest)
     if not _verified(dest, files):
         raise IntegrityError(f"the extracted code of {uri} in {dest} does not verify\n"
                              f"  hint: remove {dest} and run the step again")

@@ -145,6 +145,22 @@ def test_a_step_runs_the_released_code_not_the_edited_lib(project, tmp_path, cap
     cached = tmp_path / "cache" / "code" / manifest.code_hash.split(":")[1] / "lib" / "features.py"
     assert cached.read_text() == _transform(1)
     assert (project / "lib" / "features.py").read_text() == _transform(2)  # the project is untouched
+    assert any("(cached in" in r.getMessage() for r in caplog.records)  # split_data reused the copy
+    cached.write_text(_transform(3))  # a corrupted cache copy is fetched again, not run
+    assert _execute(store, "split_data") == 0
+    assert _train_code_versions(project) == {1} and cached.read_text() == _transform(1)
+
+
+def test_an_unwritable_cache_falls_back_to_a_temp_folder(project, tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    assert _deploy(store) == 0
+    (project / "lib" / "features.py").write_text(_transform(2))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("MBT_CACHE_DIR", str(blocker))  # <cache>/code cannot be created
+    assert _execute(store, "load_data") == 0
+    assert _execute(store, "split_data") == 0
+    assert _train_code_versions(project) == {1}
 
 
 def test_matching_local_code_fetches_nothing(project, tmp_path):
