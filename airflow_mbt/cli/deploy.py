@@ -1,4 +1,6 @@
-"""``mbt deploy``: publish the compiled manifests of one target (``target/*/manifest.json``)."""
+"""``mbt deploy``: publish the compiled manifests of one target (``target/*/manifest.json``) and
+the project code each one names (``manifest.code``, re-hashed first: a tree changed since
+``mbt compile`` is refused with exit 2; see ``airflow_mbt.manifests.releases``)."""
 
 from __future__ import annotations
 
@@ -86,7 +88,8 @@ def cmd_deploy(args) -> int:
               file=sys.stderr)
     from airflow_mbt.manifests.releases import deploy_manifests
 
-    changes = deploy_manifests(manifests, dest, conn_id=conn_id, dry_run=args.dry_run, by=_who())
+    changes = deploy_manifests(manifests, dest, conn_id=conn_id, dry_run=args.dry_run, by=_who(),
+                               project_dir=project.root)
     failed = 0
     for change in changes:
         action = change.get("action", "?")
@@ -94,6 +97,8 @@ def cmd_deploy(args) -> int:
         if change.get("previous_hash") and change["previous_hash"] != change.get("hash"):
             line += f"  (was {_short(change['previous_hash'])})"
         print(("(dry run) " if args.dry_run else "") + line)
+        if change.get("code_uri"):
+            print(f"          code -> {change['code_uri']}")
         if args.dry_run:
             _print_diff(change)
         if change.get("message"):

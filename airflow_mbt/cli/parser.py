@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Airflow passes the mapped task's map_index)")
 
     p = _sub(subs, "deploy", "publish the compiled manifests of a target as releases and make them current "
-             "(a changed pipeline is a new release; an unchanged one, comments aside, publishes nothing)",
+             "with the project code they name (a changed pipeline is a new release; an unchanged one, comments "
+             "aside, publishes nothing; code changed since `mbt compile` is refused)",
              "  mbt compile --target prod && mbt deploy --target prod\n"
              "  mbt deploy --target prod --select training_churn_model_v1 --dry-run   # field-level diff", common)
     p.add_argument("--target", "-t", required=True, metavar="T", help="deploy the manifests compiled for T")

@@ -2,8 +2,10 @@
 hash (tasks), and the DAG-parse listing with its local cache.
 
 Modules, in import order (no cycle): ``backends`` (where manifests live - a local folder or
-``s3://`` on the ``Storage`` plugins - and the key layout) <- ``store`` (publish, fetch) and
-``cache`` (``load_manifests``). Exports are lazy: importing this package loads nothing, so
+``s3://`` on the ``Storage`` plugins - and the key layout) <- ``store`` (publish, fetch),
+``cache`` (``load_manifests``) and ``code_archive`` (the project code shipped with a release,
+fetched and verified by a task whose code differs) <- ``releases`` (deploy, rollback, history).
+Exports are lazy: importing this package loads nothing, so
 ``from airflow_mbt.manifests import load_manifests`` costs only what the cache module needs.
 """
 

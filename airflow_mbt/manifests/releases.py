@@ -6,6 +6,8 @@ Layout per pipeline (see ``backends``)::
     <pipeline>/manifest.json             the ``current`` pointer: a copy of the current release,
                                          moved with compare-and-swap (If-Match: <ETag>)
     <pipeline>/releases.json             the history: every deploy / rollback / undeploy event
+    <pipeline>/code/<code-hash-hex>.tar.gz   the project code of a release (``manifest.code``):
+                                         content-addressed, written once (``code_archive``)
 
 The pointer is a copy rather than a reference so that a DAG loader of the previous layout (and
 of this one) reads it as it always did, and manifests published before releases existed keep
@@ -15,7 +17,13 @@ manifest becomes event 1, ``adopt``).
 * ``deploy_manifests``: a manifest whose ``release_hash`` equals the current one's is
   ``unchanged`` (a comment-only YAML change publishes nothing); any other is published and made
   current (``create`` / ``update``) - never refused. ``dry_run`` returns the same changes with a
-  field-level ``diff`` and writes nothing.
+  field-level ``diff`` and writes nothing. With ``project_dir`` (``mbt deploy`` passes the
+  project) the code of each manifest that has ``code`` is shipped too: the project's files are
+  re-hashed first and a tree changed since ``mbt compile`` is refused (``MBTInputError``, exit 2,
+  naming the file) before anything is written; then the archive ``<pipeline>/code/<hex>.tar.gz``
+  is written once (deterministic bytes, ``If-None-Match: *``; an existing one is the same code)
+  before the release, so a published release never lacks its code. A task whose image holds
+  other code runs the archived code (``code_archive.released_code_dir``).
 * ``rollback``: ``current`` := an earlier release (default: the one before the current one).
 * ``undeploy``: deletes ``current`` (the loader lists no DAG for the pipeline, so its schedule
   stops); releases and history stay, so ``rollback`` re-deploys it.
@@ -36,10 +44,12 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from airflow_mbt.errors import MBTInputError, RegistryConflictError
 from airflow_mbt.manifest import Manifest, release_body
+from airflow_mbt.manifests import code_archive
 from airflow_mbt.manifests.backends import (
     ManifestLocation,
     current_key,
@@ -181,10 +191,16 @@ def _publish(location: ManifestLocation, manifest: Manifest, existing: tuple[byt
 
 
 def deploy_manifests(manifests: Iterable[Manifest], dest_uri: str, *, conn_id: str | None = None,
-                     dry_run: bool = False, by: str | None = None) -> list[dict[str, Any]]:
+                     dry_run: bool = False, by: str | None = None,
+                     project_dir: Path | None = None) -> list[dict[str, Any]]:
     """Publish each manifest as a release and make it current; one change per manifest:
     ``{"pipeline", "action": "create"|"update"|"unchanged"|"conflict", "hash", "release",
-    "uri", "pinned_uri", "previous_hash"?, "diff": [...], "message"?}``."""
+    "uri", "pinned_uri", "code_uri"?, "previous_hash"?, "diff": [...], "message"?}``.
+    ``project_dir``: ship each manifest's code from there (see the module docstring)."""
+    manifests = list(manifests)
+    if project_dir is not None:
+        for manifest in manifests:
+            code_archive.check_tree(manifest, project_dir)
     location = location_for(dest_uri, conn_id)
     changes: list[dict[str, Any]] = []
     for manifest in manifests:
@@ -197,6 +213,11 @@ def deploy_manifests(manifests: Iterable[Manifest], dest_uri: str, *, conn_id: s
                                   "pinned_uri": location.uri(pinned_key(name, manifest.content_hash))}
         if previous is not None:
             change["previous_hash"] = previous.content_hash
+        compiled = code_archive.manifest_code(manifest)
+        if project_dir is not None and compiled is not None:
+            change["code_uri"] = location.uri(code_archive.code_key(name, compiled[0]))
+            if not dry_run:  # also for an unchanged release: heals one deployed before code shipped
+                code_archive.publish_code(location, manifest, project_dir)
         if previous is not None and previous.release_hash == manifest.release_hash:
             change.update(action="unchanged", diff=[])
         else:

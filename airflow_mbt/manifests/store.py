@@ -40,7 +40,7 @@ def publish_manifests(manifests: Iterable[Manifest], dest_uri: str, *, conn_id: 
     return deploy_manifests(manifests, dest_uri, conn_id=conn_id, dry_run=dry_run)
 
 
-def _split(uri: str) -> tuple[str, str]:
+def split_manifest_uri(uri: str) -> tuple[str, str]:
     """``.../<pipeline>/<leaf>`` -> (parent prefix with trailing separator, leaf)."""
     if uri.startswith("s3://"):
         parent, _, leaf = uri.rpartition("/")
@@ -68,7 +68,7 @@ def fetch_manifest(uri: str, *, conn_id: str | None = None, expected_hash: str |
                     return manifest
             except MBTInputError:
                 log.warning("mbt: ignoring corrupt cached manifest %s", cached)
-    parent, leaf = _split(uri)
+    parent, leaf = split_manifest_uri(uri)
     candidates = [leaf]
     if expected_hash and (leaf == CURRENT or is_pinned_key(f"x/{leaf}")):
         # the pinned release of the expected hash, whichever release the URI names

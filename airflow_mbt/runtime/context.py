@@ -51,22 +51,33 @@ def resolve_secrets(value: Any, provider: str = "env", where: str = "") -> Any:
 class TargetRuntime:
     """The manifest's target, made usable: plugin instances, connections, resolved secrets.
 
-    ``project_dir`` anchors relative paths (``./local_artifacts``, ``./sample_data``...). A context
-    manager: leaving the block closes every plugin (frameworks, connections).
+    ``project_dir`` anchors relative paths (``./local_artifacts``, ``./sample_data``...).
+    ``code_dir`` is where the project code (``lib/``, custom transforms) is imported from: the
+    release's code fetched by the invocation path when the project's differs
+    (``manifests.code_archive``), else ``None`` = ``project_dir``; ``code_root`` is the one to use.
+    A context manager: leaving the block closes every plugin (frameworks, connections).
     """
 
     target: TargetSpec
     project_dir: Path
+    code_dir: Path | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, TargetSpec):  # a plain dict, as tests and tools build it
             self.target = TargetSpec.from_json(dict(self.target))
         self.project_dir = Path(self.project_dir)
+        self.code_dir = Path(self.code_dir) if self.code_dir is not None else None
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, project_dir: Path | None = None) -> TargetRuntime:
-        return cls(target=manifest.target, project_dir=Path(project_dir or os.getcwd()).resolve())
+    def from_manifest(cls, manifest: Manifest, project_dir: Path | None = None,
+                      code_dir: Path | None = None) -> TargetRuntime:
+        return cls(target=manifest.target, project_dir=Path(project_dir or os.getcwd()).resolve(), code_dir=code_dir)
+
+    @property
+    def code_root(self) -> Path:
+        """The folder the project code is imported from (``code_dir``, else ``project_dir``)."""
+        return self.code_dir if self.code_dir is not None else self.project_dir
 
     def __enter__(self) -> TargetRuntime:
         return self
@@ -199,7 +210,13 @@ class StepContext:
 
     @property
     def project_dir(self) -> Path:
+        """Anchors relative data paths (``./sample_data``); never the code's folder."""
         return self.runtime.project_dir
+
+    @property
+    def code_dir(self) -> Path:
+        """Where custom transforms and ``lib/`` are imported from (``TargetRuntime.code_root``)."""
+        return self.runtime.code_root
 
     def connector(self) -> Any:
         return self.runtime.connector()

@@ -8,6 +8,12 @@ differ only in how they obtain the manifest source, the run id and the run conte
    connection id, the expected content hash) — ``load_manifest``;
 2. check that it is the pipeline and target the caller expects — ``check_identity``;
 3. open the target runtime as a context manager (unless the caller shares one across steps);
+   for a manifest fetched from a URI (``s3://``, ``file://``: a deployed release) whose ``code``
+   hash differs from the project's code, the release's code archive is fetched, verified and
+   extracted (``manifests.code_archive.released_code_dir``) and becomes the runtime's
+   ``code_dir``, so the step imports the code of its release, not the image's ``lib/``; relative
+   data paths still resolve against ``project_dir``. A manifest read from a local path (``mbt run``,
+   ``target/``) runs the project's code as it is;
 4. complete the ``RunContext``'s data interval for this pipeline (``runtime.interval.resolve``:
    ``deployment.interval``, else Airflow's data interval, else the cadence period ending at the
    logical date) and run the step through ``executor.execute_step`` with it;
@@ -99,16 +105,30 @@ def attach_step(exc: BaseException, step: str) -> BaseException:
     return exc  # KeyboardInterrupt, StepTerminated, SystemExit: classified as they are
 
 
+def released_code(manifest: Manifest, source: ManifestSource | None, project_dir: Path | None) -> Path | None:
+    """The folder of the release's code when ``source`` is a URI and the project's code differs
+    (see the module docstring, step 3), else ``None``."""
+    if source is None or "://" not in source.location or not manifest.code_hash:
+        return None
+    from airflow_mbt.manifests.code_archive import released_code_dir
+
+    return released_code_dir(manifest, source.location, source.conn_id,
+                             Path(project_dir or Path.cwd()).resolve())
+
+
 def invoke(manifest: Manifest, step: str, run: RunContext, *, project_dir: Path | None = None,
-           runtime: TargetRuntime | None = None, work_dir: Path | None = None) -> StepResult:
+           runtime: TargetRuntime | None = None, work_dir: Path | None = None,
+           source: ManifestSource | None = None) -> StepResult:
     """Run ``step`` of ``manifest`` for ``run``. With ``runtime`` given the caller owns (and
-    closes) it; otherwise one is opened for this step and closed after it."""
+    closes) it; otherwise one is opened for this step and closed after it, importing the
+    release's code when ``source`` says where the manifest came from (step 3)."""
     try:
         run = resolve_interval(run, manifest)
         if runtime is not None:
             return execute_step(manifest, step, run.run_id, runtime, try_number=run.try_number,
                                 work_dir=work_dir, run=run)
-        with TargetRuntime.from_manifest(manifest, project_dir) as own:
+        code_dir = released_code(manifest, source, project_dir)
+        with TargetRuntime.from_manifest(manifest, project_dir, code_dir=code_dir) as own:
             return execute_step(manifest, step, run.run_id, own, try_number=run.try_number,
                                 work_dir=work_dir, run=run)
     except BaseException as exc:
@@ -123,7 +143,7 @@ def invoke_from_source(source: ManifestSource, *, pipeline: str, target: str, st
     """Steps 1-5 for a caller that has a manifest source (``mbt step execute``, the operator)."""
     manifest = load_manifest(source)
     check_identity(manifest, pipeline, target)
-    return manifest, invoke(manifest, step, run, project_dir=project_dir)
+    return manifest, invoke(manifest, step, run, project_dir=project_dir, source=source)
 
 
 @contextmanager

@@ -7,7 +7,8 @@ chunked result equals the whole-frame one (custom transforms used in serving mus
 Custom transforms run from the code logged with the model (``preprocessor["transform_code"]``,
 written to the step's folder and imported in isolation), not from the current ``lib/``; a file
 of the current project that differs from the logged one is a warning. A model logged without
-code (older mbt) falls back to the project's ``lib/``, with a warning. ``serving.filters`` (SQL
+code (older mbt) falls back to the step's code folder (``ctx.code_dir``: the release's code
+when the task fetched it, else the project's ``lib/``), with a warning. ``serving.filters`` (SQL
 boolean expressions, row-wise) drop scoring rows first; the counts are the step's ``rows_removed``.
 Empty chunks (an empty partition) are skipped: the output is then an empty table.
 """
@@ -29,8 +30,8 @@ def _transforms(ctx, pre: dict) -> tuple[list, object]:
     if not files:
         ctx.log.warning("the model has no logged transform code: running %s from the project's current code",
                         ", ".join(specs))
-        return custom_transforms.load_all(specs, ctx.project_dir), ctx.project_dir
-    changed = custom_transforms.changed_files(files, ctx.project_dir)
+        return custom_transforms.load_all(specs, ctx.code_dir), ctx.code_dir
+    changed = custom_transforms.changed_files(files, ctx.code_dir)
     if changed:
         ctx.log.warning("%s changed since the model was trained (logged code sha256 %s): serving runs the "
                         "logged code; retrain to use the new code", ", ".join(changed),

@@ -92,7 +92,7 @@ def run(ctx, inputs: dict) -> dict:
         return {"monitoring": {"skipped": text, "pipeline_name": stamp["pipeline_name"]}}
     pre = inputs["preprocessor"]
     measured = measure(ref, inputs["scoring_data"], inputs["predictions"], pre.get("custom_transforms") or [],
-                       ctx.project_dir, ctx.chunk_rows())
+                       ctx.code_dir, ctx.chunk_rows())
     rows = table_rows(measured)
     breaches = [{"feature": d.feature, "kind": kind, "psi": d.psi} for kind, d in measured if d.psi > max_psi]
     report: dict[str, Any] = {

@@ -80,9 +80,9 @@ def run(ctx, inputs: dict) -> dict:
     schema = PipelineSchema.from_config(ctx.config)
     settings = settings_from_config(ctx.config)
     test_size, seed, stratify = split_settings(ctx.config)
-    df, removed = row_filters.training_rows(inputs["raw_data"], ctx.config, ctx.run, ctx.project_dir, ctx.log)
+    df, removed = row_filters.training_rows(inputs["raw_data"], ctx.config, ctx.run, ctx.code_dir, ctx.log)
     ctx.rows_removed.update(removed)
-    df = custom_transforms.apply(df, settings["custom_transforms"], ctx.project_dir)
+    df = custom_transforms.apply(df, settings["custom_transforms"], ctx.code_dir)
     columns.check_references(df, ctx.config, ctx.log)
     df = df.drop(columns=[c for c in schema.ignored_columns if c in df.columns]).reset_index(drop=True)
     pre_cfg = (ctx.config.get("training") or {}).get("preprocessing") or {}

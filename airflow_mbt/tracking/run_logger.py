@@ -212,7 +212,7 @@ def _log(ctx, client, target, experiment_name: str, meta: dict, model_dir: Path,
         with tempfile.TemporaryDirectory(prefix="mbt-log-") as tmp:
             pre_path = Path(tmp) / "preprocessor.json"
             pre_path.write_text(json.dumps(preprocessor, indent=2, sort_keys=True), encoding="utf-8")
-            code = transform_code(preprocessor.get("custom_transforms") or [], ctx.project_dir, Path(tmp) / "code")
+            code = transform_code(preprocessor.get("custom_transforms") or [], ctx.code_dir, Path(tmp) / "code")
             with store.fluent_tracking_uri(target.tracking_uri), mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME, python_model=MBTPyfuncModel(),
