@@ -30,14 +30,17 @@ log = logging.getLogger("airflow_mbt.manifests.store")
 
 
 def publish_manifests(manifests: Iterable[Manifest], dest_uri: str, *, conn_id: str | None = None,
-                      force: bool = False, dry_run: bool = False) -> list[dict[str, Any]]:
+                      force: bool = False, dry_run: bool = False,
+                      project_dir: Path | None = None) -> list[dict[str, Any]]:
     """Deploy manifests under ``dest_uri`` as releases (``releases.deploy_manifests``): one change
     per manifest, ``action`` ``create`` | ``update`` | ``unchanged`` | ``conflict``. A changed
-    pipeline is never refused any more; ``force`` is accepted for old callers and ignored."""
+    pipeline is never refused any more; ``force`` is accepted for old callers and ignored.
+    ``project_dir`` ships each manifest's code with it, as ``mbt deploy`` does; without it a
+    task runs only where the project's code matches the manifest's (else exit 3)."""
     from airflow_mbt.manifests.releases import deploy_manifests
 
     del force
-    return deploy_manifests(manifests, dest_uri, conn_id=conn_id, dry_run=dry_run)
+    return deploy_manifests(manifests, dest_uri, conn_id=conn_id, dry_run=dry_run, project_dir=project_dir)
 
 
 def split_manifest_uri(uri: str) -> tuple[str, str]:

@@ -132,7 +132,7 @@ def test_rendered_pods_of_both_pipelines_complete_as_processes(tmp_path, stack_e
         assert proc.returncode == 0, proc.stdout + proc.stderr
         manifest = Manifest.read(project / "target" / name / "manifest.json")
         assert manifest.target.executor.type == "kubernetes"
-        [change] = publish_manifests([manifest], dest, conn_id="mbt_s3")
+        [change] = publish_manifests([manifest], dest, conn_id="mbt_s3", project_dir=project)  # ships lib/
         return manifest, change["pinned_uri"]
 
     training, uri = compile_and_publish(TRAIN)
