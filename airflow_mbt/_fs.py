@@ -59,6 +59,16 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def publish_dir(tmp: Path, dest: Path) -> bool:
+    """Move the finished folder ``tmp`` to ``dest`` in one rename (a reader sees all of it or
+    nothing); False when ``dest`` appeared meanwhile (another process won: keep its copy)."""
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        return False
+    return True
+
+
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
     """Replace ``target`` with ``data`` atomically; return the target path."""
     with atomic_target(target) as tmp:

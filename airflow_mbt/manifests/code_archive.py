@@ -33,7 +33,6 @@ import gzip
 import hashlib
 import io
 import logging
-import os
 import shutil
 import tarfile
 import tempfile
@@ -41,6 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_mbt._fs import publish_dir
 from airflow_mbt.errors import IntegrityError, MBTInputError, RegistryConflictError
 from airflow_mbt.manifests.backends import hash_hex
 
@@ -169,10 +169,7 @@ def _extract(files: dict[str, bytes], dest: Path) -> None:
             target.write_bytes(body)
         if dest.exists():  # a stale copy that failed verification
             shutil.rmtree(dest, ignore_errors=True)
-        try:
-            os.replace(tmp, dest)
-        except OSError:  # another process put a copy there meanwhile: keep it (it verifies below)
-            pass
+        publish_dir(tmp, dest)  # False: another process put a copy there meanwhile; it verifies below
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
