@@ -10,7 +10,9 @@ below are the checklist items, each against the real service.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import urllib.parse
 from pathlib import Path
 
@@ -167,8 +169,16 @@ def test_no_secret_in_manifests_task_logs_or_mlflow(spec_workflow, stack_env):
         texts[str(path)] = path.read_text()
     s3 = s3_client(stack_env)
     for key in s3_keys(s3, "mbt-pipeline-artifacts", "manifests/"):
-        texts[f"s3://mbt-pipeline-artifacts/{key}"] = \
-            s3.get_object(Bucket="mbt-pipeline-artifacts", Key=key)["Body"].read().decode()
+        body = s3.get_object(Bucket="mbt-pipeline-artifacts", Key=key)["Body"].read()
+        where = f"s3://mbt-pipeline-artifacts/{key}"
+        if key.endswith(".tar.gz"):  # a release's code archive: every member is checked
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+                members = [m for m in tar.getmembers() if m.isfile()]
+                assert members, f"empty code archive {where}"
+                for member in members:
+                    texts[f"{where}!{member.name}"] = tar.extractfile(member).read().decode(errors="replace")
+        else:
+            texts[where] = body.decode()
     logs = REPO / ".stack" / "airflow" / "logs"
     for dag_id, dag_run in ((TRAINING, spec_workflow.training_dag_run), (SERVING, spec_workflow.serving_dag_run)):
         run_logs = list((logs / f"dag_id={dag_id}" / f"run_id={dag_run}").rglob("*.log"))
