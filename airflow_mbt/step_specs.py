@@ -80,7 +80,7 @@ APPROVAL_TASK = "approve_promotion"  # the Airflow ApprovalOperator between the 
 
 def model_asset(model_name: str, alias: str) -> tuple[str, str]:
     """``(name, uri)`` of the Airflow asset standing for ``model_name@alias`` (no network)."""
-    return f"mbt_model__{model_name}__{alias}", f"mlflow-model://{model_name}/{alias}"
+    return f"mbt_model__{model_name}__{alias}", f"x-mlflow-model://{model_name}/{alias}"
 MODEL_REF_STEP = "load_model"  # its ``model_ref`` output: the MLflow run/version a serving run uses
 
 STEPS_BY_KIND: dict[str, tuple[StepSpec, ...]] = {PipelineKind.TRAINING: TRAINING_STEPS,
