@@ -42,6 +42,13 @@ DOCKERFILES = [RUNNER_DOCKERFILE, PROJECT_FILES / "Dockerfile", ROOT / "infra" /
 MBT = Path(sys.executable).with_name("mbt")
 
 CONNECTIONS = {"mbt_warehouse": "postgres", "mbt_s3": "aws", "mbt_mlflow": "mlflow", "mbt_h2o": "h2o"}
+# Trust boundaries (docs/operations.md): one Secret per runtime identity, each annotated with the
+# S3 principal of its keys; CI's key (mbt-ci) lives in a Woodpecker secret and in no Secret.
+POD_SECRET, AIRFLOW_SECRET = "mbt-secrets", "mbt-airflow-secrets"
+IDENTITY_ANNOTATION = "airflow-mbt/s3-identity"
+CI_IDENTITY, AIRFLOW_IDENTITY, POD_IDENTITY = "mbt-ci", "mbt-airflow", "mbt-step-pods"
+CI_S3_SECRET = "mbt_s3_connection"  # the Woodpecker secret of the deploy step
+S3_POLICIES = K8S_DIR / "s3-policies"
 REALISTIC_SECRET = re.compile(r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY")
 _CREDENTIAL = re.compile(r"pass(word|wd)?|secret|token|access_?key|api_?key|private_?key|credential", re.IGNORECASE)
 _REFERENCE = ("from_secret", "secret", "secretname", "secretkey", "secret_name")
@@ -127,6 +134,17 @@ def k8s_files() -> list[Path]:
 
 def k8s_docs() -> list[dict]:
     return [d for f in k8s_files() for d in load_yaml_docs(f)]
+
+
+def secret_templates() -> dict[str, dict]:
+    """The Secret templates of infra/k8s/secret-templates/ by Secret name."""
+    docs = [d for f in sorted((K8S_DIR / "secret-templates").glob("*.yaml")) for d in load_yaml_docs(f)]
+    assert all(d["kind"] == "Secret" for d in docs)
+    return {d["metadata"]["name"]: d for d in docs}
+
+
+def bucket_policy(bucket: str) -> dict:
+    return json.loads((S3_POLICIES / f"{bucket}.bucket-policy.json").read_text(encoding="utf-8"))
 
 
 def provider_info() -> dict:

@@ -1,7 +1,8 @@
 """The Airflow Helm chart values (helm-values/values.yaml): they match the official chart's values
-schema, run the project image with the KubernetesExecutor, take every connection from the
-mbt-secrets Secret, set only options Airflow (and the provider's ``[mbt]`` section) declares, and
-agree with the runner image, the scaffolded profiles and the Kubernetes RBAC.
+schema, run the project image with the KubernetesExecutor, take their connections (read-only
+manifests, task logs) from Airflow's own Secret mbt-airflow-secrets, set only options Airflow (and
+the provider's ``[mbt]`` section) declares, and agree with the runner image, the scaffolded
+profiles and the Kubernetes RBAC.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 
 from deploy_common import (
-    CONNECTIONS,
+    AIRFLOW_SECRET,
     helm,
     is_credential_name,
     k8s_docs,
@@ -53,12 +54,18 @@ def test_helm_values_run_the_project_image_with_kubernetes_executor():
     assert values["registry"]["secretName"] == "zot-pull-secret"
 
 
-def test_helm_values_take_every_connection_from_the_mbt_secrets_secret():
-    entries = {e["envName"]: e for e in helm()["secret"]}
-    for conn_id in CONNECTIONS:
+def test_helm_values_take_airflow_connections_from_the_airflow_secret_only():
+    """Airflow runs no step: it needs the manifests connection and the task-log connection, both
+    from its own Secret (the step pods' Secret and the CI key are never Helm's)."""
+    values = helm()
+    entries = {e["envName"]: e for e in values["secret"]}
+    needed = {values["config"]["mbt"]["manifests_conn_id"], values["config"]["logging"]["remote_log_conn_id"]}
+    assert set(entries) == {f"AIRFLOW_CONN_{c.upper()}" for c in needed}
+    for conn_id in needed:
         entry = entries[f"AIRFLOW_CONN_{conn_id.upper()}"]
-        assert (entry["secretName"], entry["secretKey"]) == ("mbt-secrets", conn_id)
-    for path, key, value in walk(helm()):
+        assert (entry["secretName"], entry["secretKey"]) == (AIRFLOW_SECRET, conn_id)
+    assert not [e for e in values.get("extraEnv") or [] if "AIRFLOW_CONN_" in str(e)]
+    for path, key, value in walk(values):
         if is_credential_name(key):
             assert value in (None, "", False), f"{'/'.join(map(str, path))}/{key} holds a literal secret"
 
@@ -103,7 +110,7 @@ def test_helm_values_ship_task_logs_to_s3_through_the_amazon_provider():
     conn = logging["remote_log_conn_id"]
     entries = {e["envName"]: e for e in values["secret"]}
     assert entries[f"AIRFLOW_CONN_{conn.upper()}"] == {"envName": f"AIRFLOW_CONN_{conn.upper()}",
-                                                      "secretName": "mbt-secrets", "secretKey": conn}
+                                                      "secretName": AIRFLOW_SECRET, "secretKey": conn}
     assert unknown_options(("logging", k) for k in logging) == []
     # the S3 task handler comes with the amazon provider, locked and so in the runner image
     assert pins("requirements/lock.txt").get("apache-airflow-providers-amazon")

@@ -1,7 +1,8 @@
 """The Kubernetes manifests of infra/k8s/: strictly valid for the oldest supported and the newest
 Kubernetes (kubernetes-validate), the namespace, service account and RBAC the step pods need, a
-ConfigMap with endpoints but no credentials, and a Secret template of placeholders that
-`kubectl apply -f infra/k8s/` does not pick up.
+ConfigMap with endpoints but no credentials, and Secret templates of placeholders (one for the
+step pods, one for Airflow, each pinned to its namespace) that `kubectl apply -f infra/k8s/` does
+not pick up.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import json
 
 import pytest
 from deploy_common import (
+    AIRFLOW_SECRET,
     CONNECTIONS,
     K8S_DIR,
+    POD_SECRET,
     REALISTIC_SECRET,
     is_credential_name,
     k8s_docs,
@@ -19,6 +22,7 @@ from deploy_common import (
     load_yaml_docs,
     manifests_uri_default,
     prod_profile,
+    secret_templates,
     walk,
 )
 
@@ -57,10 +61,10 @@ def test_k8s_objects_for_the_step_pods():
     assert {"name": "zot-pull-secret"} in sa["imagePullSecrets"]
     executor = prod_profile()["executor"]["config"]
     assert (executor["namespace"], executor["service_account"]) == ("mbt-pipelines", "mbt-runner")
-    assert set(executor["connection_secrets"].values()) == {"mbt-secrets"}
+    assert set(executor["connection_secrets"].values()) == {POD_SECRET}
     assert set(executor["connection_secrets"]) <= set(CONNECTIONS)
     for doc in k8s_docs():
-        if doc["kind"] not in ("Namespace", "Secret"):
+        if doc["kind"] != "Namespace" and doc["metadata"]["name"] != AIRFLOW_SECRET:
             assert doc["metadata"]["namespace"] == "mbt-pipelines", doc["metadata"]["name"]
 
 
@@ -85,19 +89,25 @@ def test_k8s_rbac_lets_the_worker_launch_pods_in_mbt_pipelines_only():
     assert binding["metadata"]["namespace"] == role["metadata"]["namespace"] == "mbt-pipelines"
 
 
-def test_k8s_secret_template_has_every_connection_and_only_placeholders():
-    secret = _k8s("Secret", "mbt-secrets")
-    assert secret["metadata"].get("namespace") is None, "applied to both namespaces with -n"
+@pytest.mark.parametrize(("name", "namespace", "connections"), [
+    (POD_SECRET, "mbt-pipelines", CONNECTIONS),
+    # Airflow: read-only manifests (mbt_s3) and remote task logs (helm-values config.logging)
+    (AIRFLOW_SECRET, "airflow", {"mbt_s3": "aws", "mbt_logs": "aws"}),
+])
+def test_k8s_secret_templates_have_their_connections_and_only_placeholders(name, namespace, connections):
+    secret = _k8s("Secret", name)
+    # pinned: `kubectl -n <the other namespace> apply` of the file fails instead of copying keys
+    assert secret["metadata"]["namespace"] == namespace
     data = secret["stringData"]
-    airflow_only = {"mbt_logs": "aws"}  # remote task logs (helm-values config.logging)
-    assert set(data) == set(CONNECTIONS) | set(airflow_only)
-    for conn_id, conn_type in {**CONNECTIONS, **airflow_only}.items():
+    assert set(data) == set(connections)
+    for conn_id, conn_type in connections.items():
         conn = json.loads(data[conn_id])
         assert conn["conn_type"] == conn_type
         if conn_type in ("postgres", "aws"):
             assert conn["password"] == "REPLACE_ME", conn_id
         if conn_type == "aws":
             assert conn["login"] == "REPLACE_ME", "the access key is a credential too"
+    assert set(secret_templates()) == {POD_SECRET, AIRFLOW_SECRET}
     # A template must not be applied by `kubectl apply -f infra/k8s/` (which does not recurse).
     top_level = [d for f in sorted(K8S_DIR.glob("*.yaml")) for d in load_yaml_docs(f)]
     assert not [d for d in top_level if d["kind"] == "Secret"]
