@@ -172,10 +172,14 @@ def ci_steps(project: Path, env: dict) -> list[tuple[str, list[str], dict]]:
 
 
 def run_ci(project: Path, env: dict, result: WorkflowResult) -> None:
+    """The CI steps as the agent runs them (Woodpecker turns ``$$`` into ``$``, a shell runs each
+    line). No registry here: ``.mbt-image`` is what the resolve-digest step would write (the
+    prod executor is local in this stack, so the image is recorded, never pulled)."""
+    (project / ".mbt-image").write_text(f"zot-registry:5050/{project.name}:{'0' * 40}@sha256:{'a' * 64}\n")
     for name, commands, step_env in ci_steps(project, env):
         result.ci_commands[name] = commands
         for command in commands:
-            sh(command, project, {**env, **step_env})
+            sh(command.replace("$$", "$"), project, {**env, **step_env})
 
 
 # -- Airflow -----------------------------------------------------------------------------------
