@@ -90,7 +90,9 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
         # the invocation path prints the one message for this failure; this is only the timing
         log.info("mbt step %s.%s run_id=%s failed after %.1fs", manifest.name, step.name, run_id,
                  time.monotonic() - started)
-        if manifest.pipeline.kind is PipelineKind.TRAINING and isinstance(exc, Exception | StepTerminated):
+        # every failure but Ctrl-C, including BaseExceptions that are not StepTerminated: Airflow 3's
+        # AirflowTaskTimeout (execution_timeout) and a custom transform's SystemExit
+        if manifest.pipeline.kind is PipelineKind.TRAINING and not isinstance(exc, KeyboardInterrupt):
             from airflow_mbt.tracking.pipeline_run import fail
 
             fail(ctx, exc)  # the training run's MLflow run ends FAILED, not RUNNING forever
