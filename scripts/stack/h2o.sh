@@ -60,8 +60,11 @@ svc_h2o_start() {
     port=$(svc_h2o_node_port "$i"); name=$(svc_h2o_node_name "$i")
     local args=(-ip 127.0.0.1 -web_ip 127.0.0.1 -port "$port" -name mbt-shared
                 -log_dir "$STACK_DIR/h2o/logs/node$i" -ice_root "$STACK_DIR/h2o/ice/node$i" -log_level WARN)
-    # one node: as before (no flatfile, all cores); several: the flatfile and a share of the cores
-    [ "$nodes" -gt 1 ] && args+=(-flatfile "$flatfile" -nthreads "$threads")
+    # always a flatfile: without one H2O finds its cloud by multicast, and a 1-node cloud of the
+    # same name started elsewhere on this machine (a benchmark's, another stack's) would join it.
+    # One node keeps all cores; several share them.
+    args+=(-flatfile "$flatfile")
+    [ "$nodes" -gt 1 ] && args+=(-nthreads "$threads")
     stack_spawn "$name" java "-Xmx$MBT_H2O_XMX" -jar "$jar" "${args[@]}"
   done
 }

@@ -100,3 +100,36 @@ def test_demo_pipeline_trains_on_the_cloud_quietly_and_verbosely_with_v(cloud, t
     chatter = verbose.stdout + verbose.stderr
     assert any(s in chatter for s in ("H2O_cluster_total_nodes", "Connecting to H2O server", "progress: |")), chatter
     assert "H2O_cluster_total_nodes:    2" in chatter, chatter  # the status table of the 2-node cloud
+
+
+
+def _cloud(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/3/Cloud", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_one_node_clouds_of_the_same_name_never_merge(tmp_path):
+    """Two 1-node clouds named ``mbt-shared`` on this machine (the stack's own, and one that a
+    benchmark or a second stack starts on spare ports) stay apart: every node gets a flatfile, so
+    neither finds the other by multicast. Without it the second joined the stack's cloud, which
+    then counted 2 nodes and lost its health when the second stopped."""
+    env = {**os.environ, "MBT_STACK_DIR": str(tmp_path), "MBT_H2O_PORT": "54405", "MBT_H2O_NODES": "1",
+           "MBT_H2O_XMX": "1g"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), *args, "h2o"], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    stack_url = f"http://127.0.0.1:{os.environ.get('MBT_H2O_PORT', '54321')}"
+    assert _cloud(stack_url)["cloud_size"] == 1, "the stack's own cloud should be one node to begin with"
+    up = run("up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        for url in ("http://127.0.0.1:54405", stack_url):
+            body = _cloud(url)
+            assert (body["cloud_name"], body["cloud_size"]) == ("mbt-shared", 1), url
+    finally:
+        down = run("down")
+        assert down.returncode == 0, down.stdout + down.stderr
