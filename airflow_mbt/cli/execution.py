@@ -189,6 +189,9 @@ def cmd_step_execute(args) -> int:
 
     root = project.root if project else Path.cwd()
     path = run_results.default_path(root, args.pipeline)
+    xcom_file = _xcom_file(args)
+    if xcom_file is not None:
+        xcom_file.unlink(missing_ok=True)  # the file exists afterwards only if THIS step succeeded
     results = run_results.RunResults(pipeline=args.pipeline, run_id=run.run_id, target=args.target,
                                      run=run.to_json())
     started = time.monotonic()
@@ -206,11 +209,40 @@ def cmd_step_execute(args) -> int:
     results.steps.append(result)
     finish(results, None, complete=True, started=started)
     _write_results(results, path)
+    if xcom_file is not None:
+        _write_xcom(result, xcom_file)
     print(f"Step {args.step!r} of {manifest.name} ok ({result.seconds:.1f}s, run id {args.run_id})")
     for name, uri in sorted(result.outputs.items()):
         print(f"  {name}: {uri}")
     print(f"  run results: {path}")
     return 0
+
+
+XCOM_FILE_ENV = "MBT_XCOM_FILE"
+
+
+def _xcom_file(args) -> Path | None:
+    """Where ``--xcom-file`` (or env ``MBT_XCOM_FILE``) asks for the step's XCom value, if anywhere."""
+    import os
+
+    value = getattr(args, "xcom_file", None) or os.environ.get(XCOM_FILE_ENV)
+    return Path(value) if value else None
+
+
+def _write_xcom(result, path: Path) -> None:
+    """The step result as the in-process operator returns it (``StepResult.to_xcom()``, every
+    registered secret redacted), written atomically. Unlike run_results.json this is not best
+    effort: the pod operator pushes it as the task's XCom (the approval form, the asset event)."""
+    import json
+
+    from airflow_mbt._fs import atomic_write_text
+    from airflow_mbt.errors import InfraError
+    from airflow_mbt.redaction import redact_obj
+
+    try:
+        atomic_write_text(path, json.dumps(redact_obj(result.to_xcom()), sort_keys=True, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise InfraError("XCom file", f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_results(results, path: Path) -> None:

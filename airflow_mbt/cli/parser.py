@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--partition", type=_partition_index, default=None, metavar="I",
                    help="with serving.partitions: the partition (0..count-1) a partitioned step runs for "
                         "(Airflow passes the mapped task's map_index)")
+    e.add_argument("--xcom-file", metavar="PATH", default=None,
+                   help="after the step succeeded, write its result (the operator's XCom value: name, status, "
+                        "outputs, summary) as JSON to PATH (default: env MBT_XCOM_FILE; the Kubernetes operator "
+                        "sets it to /airflow/xcom/return.json for the promote steps)")
 
     p = _sub(subs, "deploy", "publish the compiled manifests of a target as releases and make them current "
              "with the project code they name (a changed pipeline is a new release; an unchanged one, comments "

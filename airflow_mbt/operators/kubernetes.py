@@ -9,6 +9,17 @@ Image, namespace, service account and the hardening settings (``security_context
 id, from ``executor.config.connection_secrets``) - never as values. A partitioned step
 (``partitioned=True``, in the mapped task group of ``serving.partitions``) is one pod per
 partition: its arguments end with ``--partition {{ ti.map_index }}``.
+
+XCom and the model asset: the steps that move a model alias (``promote``, ``apply_promotion``:
+``XCOM_STEPS``) run with ``do_xcom_push``. The pod gets env ``MBT_XCOM_FILE=/airflow/xcom/return.json``,
+``mbt step execute`` writes the step result there once the step succeeded (the value
+``MBTStepOperator`` returns in-process), the provider's sidecar hands it back, it becomes the
+task's XCom (the approval form reads its ``summary``), and after the pod finished the operator
+adds the model asset's event to the ``AssetAlias`` outlet when the summary says the alias moved
+(``emit_asset_event``, as in-process). An env var, not an argument: a runner image older than
+this ignores it (no XCom, as before) instead of failing on an unknown option. The sidecar
+container gets the step container's ``security_context`` (a restricted namespace admits the pod).
+Other steps run without the sidecar (one container per pod; nothing reads their XCom).
 """
 
 from __future__ import annotations
@@ -19,9 +30,12 @@ from typing import Any
 from kubernetes.client import models as k8s
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 
 from airflow_mbt.errors import MBTInputError, classify_exit_code
 from airflow_mbt.operators.run_id import RUN_ID_TEMPLATE, RunIdTemplateMixin
+from airflow_mbt.operators.step import emit_asset_event
+from airflow_mbt.step_specs import APPLY_PROMOTION_STEP, PROMOTE_STEP
 
 _CONN_ID = re.compile(r"[A-Za-z0-9_]+")
 _LABEL = re.compile(r"[^A-Za-z0-9_.-]")
@@ -104,6 +118,30 @@ def hardening_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return {arg: cfg[key] for key, arg in HARDENING.items() if cfg.get(key) not in (None, "", [], {})}
 
 
+# the steps whose result the task needs back from the pod: the summary of the alias move (approval
+# form, asset event); ``mbt step execute`` writes it to $MBT_XCOM_FILE, the xcom sidecar reads it
+XCOM_STEPS = frozenset({PROMOTE_STEP.name, APPLY_PROMOTION_STEP.name})
+XCOM_FILE_ENV = "MBT_XCOM_FILE"
+XCOM_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
+NOBODY = 65534  # the sidecar's user when the pod must run as non-root and names no user
+
+
+def sidecar_security_context(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The xcom sidecar's securityContext: the step container's (``executor.config.security_context``),
+    so a namespace enforcing the restricted Pod Security Standard admits the pod; ``None`` (the
+    provider's default, or the Kubernetes connection's extra) when none is set. With
+    ``runAsNonRoot`` and no ``runAsUser`` on the container or the pod, the sidecar (alpine, root by
+    default) runs as ``nobody``, else the kubelet would refuse to start it."""
+    context = cfg.get("security_context")
+    if not context:
+        return None
+    out = dict(context)
+    pod = cfg.get("pod_security_context") or {}
+    if out.get("runAsNonRoot") and "runAsUser" not in out and "runAsUser" not in pod:
+        out["runAsUser"] = NOBODY
+    return out
+
+
 def _label(value: str) -> str:
     return _LABEL.sub("-", value)[:63].strip("-_.") or "x"
 
@@ -125,6 +163,10 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
         env = [k8s.V1EnvVar(name="MBT_RUN_ID", value=RUN_ID_TEMPLATE),
                k8s.V1EnvVar(name="MBT_TRY_NUMBER", value="{{ ti.try_number }}")]
         env += connection_env(cfg.get("connection_secrets") or {})
+        kwargs.setdefault("do_xcom_push", step in XCOM_STEPS)
+        if kwargs["do_xcom_push"]:
+            env.append(k8s.V1EnvVar(name=XCOM_FILE_ENV, value=XCOM_FILE))
+            kwargs.setdefault("xcom_sidecar_container_security_context", sidecar_security_context(cfg))
         kwargs.setdefault("task_id", step)
         kwargs.setdefault("name", f"mbt-{pipeline}-{step}".replace("_", "-").lower()[:50])
         kwargs.setdefault("namespace", cfg.get("namespace"))
@@ -157,7 +199,22 @@ class MBTKubernetesStepOperator(RunIdTemplateMixin, KubernetesPodOperator):
         if pin != self.manifest_hash:
             self.arguments = with_manifest_hash(list(self.arguments or []), pin)
             self.manifest_hash = pin
-        return super().execute(context)
+        return self._step_result(context, super().execute(context))  # deferrable: see trigger_reentry
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        """A deferrable pod's end: the same as after ``execute`` in sync mode."""
+        return self._step_result(context, super().trigger_reentry(context, event))
+
+    def _step_result(self, context: Any, result: Any) -> Any:
+        """After the pod succeeded: the step result it wrote (``MBT_XCOM_FILE``, read back by the
+        sidecar) is the XCom value; when its summary names the model asset (the alias moved), add
+        the asset's event to the ``AssetAlias`` outlet, exactly as ``MBTStepOperator`` does."""
+        if isinstance(result, dict):
+            emit_asset_event(context, self.outlets, result.get("summary") or {})
+        elif self.do_xcom_push:
+            self.log.warning("mbt step %s.%s: the pod wrote no result to %s (a runner image older than the "
+                             "operator?): no XCom summary, no asset event", self.pipeline, self.step, XCOM_FILE)
+        return result
 
     def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
         """A pod that exited with a non-retryable code (bad input, data contract) fails the task

@@ -6,11 +6,18 @@ for the kubernetes executor, the pod ``MBTKubernetesStepOperator`` renders
 its command and arguments run as a process in an empty working directory with ONLY that env (plus
 PATH to the venv's ``mbt``), against the real stack (PostgreSQL, S3, MLflow). Both pipelines
 complete; the serving pipeline's 2 mapped partitions are 2 pods, then ``verify``.
+
+The training pipeline registers its model with ``approval: required`` (issue 11): the pods of
+``promote`` and ``apply_promotion`` mount the xcom ``emptyDir`` (a folder of the pod here) and
+write the step result to ``$MBT_XCOM_FILE``, which is what the provider's sidecar hands back as
+the task's XCom: the approval form renders from promote's file, and apply_promotion's (the alias
+moved) adds the model asset's event to the task's ``AssetAlias`` outlet.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 import uuid
@@ -29,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET_TEMPLATE = REPO / "infra" / "k8s" / "secret-templates" / "mbt-secrets.yaml"
 VENV_BIN = Path(sys.executable).parent
 TRAIN, SERVE, OUTPUT = "h_scale_pod_train", "h_scale_pod_serve", "h_scale_pod_predictions"
+MODEL = f"h_pod_churn_{uuid.uuid4().hex[:8]}"  # a registered model of its own: no champion yet
 WHEN = datetime(2026, 5, 1, tzinfo=timezone.utc)
 # the image's `mbt`: the venv's entry point running this checkout (what the image installs)
 CODE = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": str(REPO)}
@@ -41,6 +49,7 @@ training:
     framework: sklearn
     config: {{model: RandomForestClassifier, n_estimators: 10, max_depth: 4}}
   evaluation: {{primary_metric: roc_auc, generate_plots: false, validation_criteria: ["roc_auc >= 0.55"]}}
+  registration: {{model_name: {MODEL}, approval: required}}
 """
 SERVING_YAML = """base_pipeline: _base_churn
 project: {{name: {serve}}}
@@ -77,9 +86,33 @@ def pod_env(container: dict, secrets: dict) -> dict[str, str]:
     return env
 
 
-def run_pods(manifest: Manifest, pinned_uri: str, secrets: dict, workdir: Path) -> tuple[list[str], str]:
+def empty_dirs(spec: dict, container: dict, cwd: Path) -> dict[str, Path]:
+    """The container's ``emptyDir`` mounts (the xcom sidecar's ``/airflow/xcom``) as fresh folders
+    of the pod's working directory: mount path -> folder."""
+    volumes = {v["name"] for v in spec["spec"].get("volumes") or [] if "emptyDir" in v}
+    mounts = {m["mountPath"]: cwd / "volumes" / m["name"] for m in container.get("volumeMounts") or []
+              if m["name"] in volumes}
+    for folder in mounts.values():
+        folder.mkdir(parents=True)
+    return mounts
+
+
+def in_volumes(env: dict[str, str], mounts: dict[str, Path]) -> dict[str, str]:
+    """``env`` with paths under a mount path pointing into its folder (what the mount does in a pod)."""
+    out = dict(env)
+    for name, value in env.items():
+        for mount, folder in mounts.items():
+            if value.startswith(mount.rstrip("/") + "/"):
+                out[name] = str(folder / value[len(mount.rstrip("/")) + 1:])
+    return out
+
+
+def run_pods(manifest: Manifest, pinned_uri: str, secrets: dict, workdir: Path,
+             xcom: dict | None = None) -> tuple[list[str], str]:
     """Render and run every step's pod in order (a mapped step: one pod per map index); returns
-    the steps run and the mbt run id the pods shared."""
+    the steps run and the mbt run id the pods shared. A pod with the xcom sidecar: the JSON its
+    step wrote to the xcom file (what the sidecar reads back) goes to ``xcom[step]``."""
+    from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from kubernetes.client import ApiClient
@@ -100,15 +133,21 @@ def run_pods(manifest: Manifest, pinned_uri: str, secrets: dict, workdir: Path) 
             ti.try_number = 1
             op.render_template_fields({"dag_run": dag_run, "ti": ti})
             spec = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
-            [container] = spec["spec"]["containers"]
+            containers = {c["name"]: c for c in spec["spec"]["containers"]}
+            container = containers.pop(op.base_container_name)
+            assert set(containers) == ({PodDefaults.SIDECAR_CONTAINER_NAME} if op.do_xcom_push else set())
             cwd = workdir / f"{step.name}-{index}"
             cwd.mkdir(parents=True)  # an empty working directory, as in the image
-            env = {**CODE, "HOME": str(cwd), **pod_env(container, secrets)}
+            mounts = empty_dirs(spec, container, cwd)
+            env = {**CODE, "HOME": str(cwd), **in_volumes(pod_env(container, secrets), mounts)}
             proc = subprocess.run(container["command"] + container["args"], cwd=cwd, env=env, capture_output=True,
                                   text=True, timeout=600, stdin=subprocess.DEVNULL)
             assert proc.returncode == 0, (f"pod of {step.name}[{index}] exited {proc.returncode}:\n"
                                           f"{container['args']}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
             ran.append(f"{step.name}[{index}]" if mapped else step.name)
+            if op.do_xcom_push and xcom is not None:  # the sidecar: cat /airflow/xcom/return.json
+                result = mounts[PodDefaults.XCOM_MOUNT_PATH] / "return.json"
+                xcom[step.name] = json.loads(result.read_text()) if result.exists() else None
     from airflow_mbt.runtime.run_id import run_id_from_airflow
 
     return ran, run_id_from_airflow(dag.dag_id, dag_run.run_id, WHEN)
@@ -135,12 +174,20 @@ def test_rendered_pods_of_both_pipelines_complete_as_processes(tmp_path, stack_e
         [change] = publish_manifests([manifest], dest, conn_id="mbt_s3", project_dir=project)  # ships lib/
         return manifest, change["pinned_uri"]
 
-    training, uri = compile_and_publish(TRAIN)
-    ran, run_id = run_pods(training, uri, secrets, tmp_path / "train-pods")
-    assert ran == [s.name for s in training.steps]
     import mlflow
 
     mlflow.set_tracking_uri(stack_env["MBT_MLFLOW_URI"])
+    training, uri = compile_and_publish(TRAIN)
+    xcom: dict = {}
+    try:
+        ran, run_id = run_pods(training, uri, secrets, tmp_path / "train-pods", xcom)
+        assert ran == [s.name for s in training.steps] and ran[-2:] == ["promote", "apply_promotion"]
+        check_lifecycle_xcom(training, uri, xcom, run_id)
+    finally:
+        try:
+            mlflow.MlflowClient().delete_registered_model(MODEL)
+        except mlflow.exceptions.MlflowException:
+            pass
     [model_run] = mlflow.search_runs(experiment_names=["churn_prediction"], output_format="list", max_results=1,
                                      filter_string=f"tags.mbt_run_id = '{run_id}'")
 
@@ -158,3 +205,41 @@ def test_rendered_pods_of_both_pipelines_complete_as_processes(tmp_path, stack_e
         assert [r[0] for r in rows] == [0, 1] and sum(r[1] for r in rows) == source
     finally:
         pg_warehouse.execute(f"DROP TABLE IF EXISTS public.{OUTPUT}")
+
+
+def check_lifecycle_xcom(training: Manifest, uri: str, xcom: dict, run_id: str) -> None:
+    """promote's XCom file renders the approval form; apply_promotion's (run under a DAG: approved)
+    moved the alias and gives the model asset its event."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from airflow_mbt.operators.step import emit_asset_event
+    from airflow_mbt.step_specs import model_asset
+
+    assert set(xcom) == {"promote", "apply_promotion"}  # the only pods with the sidecar
+    promote = xcom["promote"]
+    assert (promote["name"], promote["status"], promote["run_id"]) == ("promote", "success", run_id)
+    summary = promote["summary"]
+    assert (summary["decision"], summary["model_name"], summary["champion"]) == ("awaiting_approval", MODEL, None)
+    assert "asset_uri" not in summary  # nothing moved yet
+
+    class TaskInstance:  # what the form's template calls: ti.xcom_pull(task_ids='promote')
+        def xcom_pull(self, task_ids: str, **_: object) -> dict:
+            return xcom[task_ids]
+
+    dag = build_dag(training, uri, manifest_conn_id="mbt_s3")
+    form = copy.deepcopy(dag.get_task("approve_promotion"))
+    form.render_template_fields({"ti": TaskInstance()})
+    version = summary["challenger"]["version"]
+    assert f"### Promote `{MODEL}` version {version} to `champion`?" in form.body
+    assert f"| challenger | {version} | `{summary['challenger']['run_id']}` | {summary['challenger']['value']} |" \
+        in form.body and "| champion | none yet |" in form.body and "awaiting_approval" in form.body
+
+    applied = xcom["apply_promotion"]["summary"]
+    assert (applied["decision"], applied["alias_moved"], applied["asset_uri"]) == \
+        ("promoted", True, model_asset(MODEL, "champion")[1])
+    context = {"outlet_events": OutletEventAccessors()}
+    op = dag.get_task("apply_promotion")
+    emit_asset_event(context, op.outlets, applied)  # what the operator does after the pod
+    [alias] = op.outlets
+    [event] = context["outlet_events"][alias].asset_alias_events
+    assert event.dest_asset_key.uri == applied["asset_uri"] and event.extra["version"] == version

@@ -123,6 +123,26 @@ def test_step_execute_runs_one_step(project):
     assert results["steps"][0]["status"] == "failed" and "raw_data" in results["steps"][0]["error"]
 
 
+def test_step_execute_writes_the_xcom_file_only_for_a_successful_step(project, tmp_path):
+    """``--xcom-file`` / env ``MBT_XCOM_FILE`` (what the Kubernetes operator's pods read back): the
+    result the in-process operator returns as XCom, written only when the step succeeded."""
+    mbt("compile", TRAIN, "--target", "dev", cwd=project, check_rc=0)
+    xcom = tmp_path / "xcom" / "return.json"
+    mbt("step", "execute", "--pipeline", TRAIN, "--step", "load_data", "--target", "dev",
+        "--run-id", "run_20260101_000000_0a0a", "--xcom-file", xcom, cwd=project, check_rc=0)
+    value = json.loads(xcom.read_text())
+    step = json.loads((project / "target" / TRAIN / "run_results.json").read_text())["steps"][0]
+    assert (value["name"], value["status"], value["run_id"]) == ("load_data", "success", "run_20260101_000000_0a0a")
+    assert value["outputs"] == step["outputs"] and value["outputs"]["raw_data"]
+    assert [p.name for p in xcom.parent.iterdir()] == ["return.json"]  # no temp file left
+    # a failing step (no raw_data in this run) leaves no file, not even the previous one
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBT_")}
+    proc = subprocess.run([str(MBT), "step", "execute", "--pipeline", TRAIN, "--step", "split_data", "--target",
+                           "dev", "--run-id", "run_20260101_000000_0b0b"], cwd=project, capture_output=True,
+                          text=True, env={**env, "MBT_XCOM_FILE": str(xcom)}, timeout=600)
+    assert proc.returncode != 0 and not xcom.exists()
+
+
 def test_deploy_dry_run_and_publish(project, tmp_path):
     mbt("compile", TRAIN, "--target", "prod", cwd=project, check_rc=0)
     store = tmp_path / "store"
