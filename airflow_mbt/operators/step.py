@@ -31,18 +31,20 @@ from airflow_mbt.operators.run_id import (
 
 
 def emit_asset_event(context: Any, outlets: list[Any], summary: dict[str, Any]) -> None:
-    """When a step's summary names an ``asset_uri`` (``promote`` moved a model alias), add that
-    asset's event to the task's ``AssetAlias`` outlet. A task whose alias did not move emits none."""
-    uri = summary.get("asset_uri")
-    if not uri:
+    """When a step's summary names an ``asset_uri`` (``promote`` moved a model alias), add the
+    event of that model alias's asset to the task's ``AssetAlias`` outlet. A task whose alias did
+    not move emits none. The asset is this worker's ``model_asset(model_name, alias)``, not the
+    summary's URI text, so a pod on a runner image older than the asset scheme (``mlflow-model://``
+    before ``x-mlflow-model://``) still emits the event the serving DAGs wait for."""
+    if not summary.get("asset_uri"):
         return
     from airflow.sdk import Asset, AssetAlias
 
     from airflow_mbt.step_specs import model_asset
 
-    name, expected = model_asset(str(summary.get("model_name")), str(summary.get("alias")))
+    name, uri = model_asset(str(summary.get("model_name")), str(summary.get("alias")))
     for outlet in outlets:
-        if isinstance(outlet, AssetAlias) and uri == expected:
+        if isinstance(outlet, AssetAlias):
             extra = {k: summary.get(k) for k in ("model_name", "alias", "decision")}
             extra["version"] = (summary.get("challenger") or {}).get("version")
             context["outlet_events"][outlet].add(Asset(name=name, uri=uri), extra=extra)

@@ -161,3 +161,13 @@ def test_no_result_file_means_no_event(dag, monkeypatch):
     """A pod whose image does not write the file (older runner): the sidecar returns None."""
     returned, events = _run(dag.get_task("promote"), None, monkeypatch)
     assert returned is None and events == []
+
+
+def test_a_pod_of_an_older_runner_naming_the_old_asset_scheme_still_emits_this_workers_asset(dag, monkeypatch):
+    """A release pinned to a runner image from before the ``x-`` asset scheme reports
+    ``mlflow-model://...``: the event is still the worker's asset of that model alias, the one
+    serving DAGs are scheduled on."""
+    summary = _summary("promoted", moved=True)
+    summary["asset_uri"] = f"mlflow-model://{MODEL}/{ALIAS}"
+    _, [event] = _run(dag.get_task("apply_promotion"), _sidecar_output("apply_promotion", summary), monkeypatch)
+    assert (event.dest_asset_key.name, event.dest_asset_key.uri) == model_asset(MODEL, ALIAS)
