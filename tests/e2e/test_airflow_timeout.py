@@ -41,6 +41,7 @@ import yaml
 from airflow_api import AirflowAPI, AirflowAPIError
 from spec_workflow import REPO, cli_env, edit_profile_for_local_stack, sh
 from stack_clients import mlflow_client, s3_client, s3_delete_prefix, s3_keys
+import hold_transform
 
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
 
@@ -70,16 +71,7 @@ training:
 # Waits while HOLD exists (at most 240 s, so a timeout that never fires cannot hang a worker for
 # long); the test removes HOLD at the end either way.
 HOLD = f"/tmp/mbt-e2e-timeout-hold-{os.getpid()}"
-HOLD_PY = f"""import os
-import time
-
-
-def hold(df):
-    deadline = time.monotonic() + 240
-    while os.path.exists({HOLD!r}) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return df
-"""
+HOLD_PY = hold_transform.source(HOLD, 240)
 
 
 @pytest.fixture()

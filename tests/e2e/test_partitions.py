@@ -23,6 +23,7 @@ import yaml
 
 from spec_workflow import cli_env, edit_profile_for_local_stack, sh
 from stack_clients import s3_client, s3_delete_prefix, warehouse
+import hold_transform
 
 pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
 
@@ -48,16 +49,7 @@ training:
 # A custom transform (logged with the model, so serving's apply_transforms runs it) that holds
 # while HOLD exists: it keeps a partition's task running long enough for the test to kill it.
 HOLD = f"/tmp/mbt-e2e-hold-{os.getpid()}"
-HOLD_PY = f"""import os
-import time
-
-
-def hold(df):
-    deadline = time.monotonic() + 300
-    while os.path.exists({HOLD!r}) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return df
-"""
+HOLD_PY = hold_transform.source(HOLD, 300)
 
 SERVING_YAML = """base_pipeline: _base_churn
 project: {{name: {serve}, tags: [churn, h-scale]}}
