@@ -1,6 +1,6 @@
 """Step ``evaluate``: score the test set with the saved model, compute metrics, write plots, then
 enforce ``evaluation.validation_criteria``. A failed criterion still writes ``metrics.json`` (step dir
-and ``<run_id>/evaluate/metrics.json`` in storage) and logs the run to MLflow with every metric,
+and ``<pipeline>/<run_id>/evaluate/metrics.json`` in storage) and logs the run to MLflow with every metric,
 tagged ``mbt_status=failed_criteria``; then ``ValidationCriteriaError`` (exit 3) lists every
 criterion next to its metric.
 
@@ -77,13 +77,15 @@ def keep_failed_run(ctx, model_dir, pre: dict, doc: dict, plots_dir) -> str:
     returns where both went, for the error message. An MLflow outage does not hide the criteria
     failure: it is named in the note instead."""
     from airflow_mbt.errors import InfraError
+    from airflow_mbt.runtime.artifacts import run_prefix
     from airflow_mbt.tracking.run_logger import STATUS_FAILED_CRITERIA, log_failed_run
 
     data = json.dumps(doc, indent=2, sort_keys=True, default=str).encode("utf-8")
     (ctx.step_dir / "metrics.json").write_bytes(data)
     notes = []
     try:
-        notes.append(f"metrics.json: {ctx.storage().put(f'{ctx.run_id}/{ctx.step.name}/metrics.json', data)}")
+        key = f"{run_prefix(ctx.run_id, ctx.manifest.name)}/{ctx.step.name}/metrics.json"  # the run's prefix
+        notes.append(f"metrics.json: {ctx.storage().put(key, data)}")
     except Exception as exc:  # noqa: BLE001 - a storage problem must not hide the criteria failure
         notes.append(f"metrics.json: {ctx.step_dir / 'metrics.json'} (storage failed: {exc})")
     try:

@@ -23,9 +23,12 @@ def test_failed_criteria_run_is_logged_with_every_metric(tmp_path):
     assert "accuracy >= 0.1 (actual 0." in text and "): passed" in text
     for metric in ("f1", "precision", "recall", "log_loss", "pr_auc"):
         assert f"{metric}=0." in text
-    # metrics.json is in the run's storage under the key the artifact would have had
+    # metrics.json is in the run's storage under the key the artifact would have had:
+    # <pipeline>/<run_id>/evaluate/metrics.json (CONTRACTS section 3), nothing outside the run's prefix
     runtime = TargetRuntime(target=manifest.target, project_dir=root)
-    doc = json.loads(runtime.storage().get("run_20260101_000000_fa11/evaluate/metrics.json"))
+    storage = runtime.storage()
+    assert storage.list("run_20260101_000000_fa11/") == []
+    doc = json.loads(storage.get(f"{manifest.name}/run_20260101_000000_fa11/evaluate/metrics.json"))
     assert [r["passed"] for r in doc["validation"]] == [False, True]
     assert "metrics.json: " in text
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
