@@ -23,10 +23,8 @@ The CLI runs in this process (``airflow_mbt.cli.main.main``, as ``test_sklearn_c
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import logging
 import tarfile
 import uuid
 from pathlib import Path
@@ -37,8 +35,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from airflow_mbt.cli.main import main
 from airflow_mbt.ml import custom_transforms, preprocessing
+from cli_in_process import run_cli
 
 pytestmark = pytest.mark.services
 
@@ -133,16 +131,7 @@ class Project:
     def run(self, pipeline: str, expect: int = 0) -> tuple[dict, str]:
         """``mbt run --select PIPELINE --target stack``; returns run_results.json and what it printed
         and logged (warnings included)."""
-        out, err = io.StringIO(), io.StringIO()
-        handler = logging.StreamHandler(err)
-        handler.setLevel(logging.WARNING)
-        logging.getLogger().addHandler(handler)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = main(["run", "--select", pipeline, "--target", "stack", "--project-dir", str(self.root)])
-        finally:
-            logging.getLogger().removeHandler(handler)
-        text = out.getvalue() + err.getvalue()
+        code, text = run_cli("run", "--select", pipeline, "--target", "stack", "--project-dir", str(self.root))
         assert code == expect, f"mbt run --select {pipeline} exited {code}, expected {expect}\n{text}"
         return json.loads((self.root / "target" / pipeline / "run_results.json").read_text()), text
 

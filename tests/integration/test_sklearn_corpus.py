@@ -10,10 +10,7 @@ keep the module well under the integration budget."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -21,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from airflow_mbt.cli.main import main
 from airflow_mbt.ml import custom_transforms, preprocessing
+from cli_in_process import run_cli
 from airflow_mbt.scaffold.project_init import init_project
 
 LOGREG = {"model": "LogisticRegression", "max_iter": 1000}
@@ -61,17 +58,9 @@ def training_yaml(name: str, problem_type: str, config: dict, transforms: list[s
 
 def cli(*args: str) -> str:
     """``mbt ARGS`` in this process; returns what it printed and logged (warnings included)."""
-    out, err = io.StringIO(), io.StringIO()
-    handler = logging.StreamHandler(err)
-    handler.setLevel(logging.WARNING)
-    logging.getLogger().addHandler(handler)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        logging.getLogger().removeHandler(handler)
-    assert code == 0, f"mbt {' '.join(args)} exited {code}\n{out.getvalue()}\n{err.getvalue()}"
-    return out.getvalue() + err.getvalue()
+    code, text = run_cli(*args)
+    assert code == 0, f"mbt {' '.join(args)} exited {code}\n{text}"
+    return text
 
 
 def results(project: Path, pipeline: str) -> dict:
