@@ -54,8 +54,12 @@ def run_params(config: dict, meta: dict, preprocessor: dict, metrics: dict) -> d
     split = dict(training.get("split") or {})
     split.setdefault("method", "random")
     split.setdefault("test_size", 0.2)
-    split.setdefault("seed", 42)
-    split.setdefault("stratify", True)
+    if split["method"] == "time":  # ordered by time: neither a seed nor stratification applies
+        split.pop("seed", None)
+        split.pop("stratify", None)
+    else:
+        split.setdefault("seed", 42)
+        split.setdefault("stratify", True)
     params = {"framework": meta["framework"], "problem_type": meta["problem_type"],
               **flatten(meta.get("framework_config") or {}), **flatten(split, "split."),
               **flatten(preprocessor.get("settings") or {}, "preprocessing."),

@@ -90,3 +90,19 @@ def test_random_split_cv_is_stratified_and_the_run_params_are_complete(tmp_path)
     assert params["column.customer_id"].startswith("id/")
     assert run.data.metrics["cv_roc_auc_mean"] == pytest.approx(cv["metrics"]["roc_auc"]["mean"])
     assert run.data.tags["mbt_status"] == "passed"
+
+
+def test_time_split_params_carry_no_seed_or_stratification():
+    """A time split is ordered, not sampled: its MLflow params name the time column and the
+    cutoff rule, and no ``split.seed`` / ``split.stratify`` (the compile default) that did not apply."""
+    from airflow_mbt.tracking.run_logger import run_params
+
+    config = {"training": {"split": {"method": "time", "time_column": "signup_date", "test_size": 0.25,
+                                     "stratify": True, "seed": 42}}}
+    meta = {"framework": "sklearn", "problem_type": "binary_classification"}
+    params = run_params(config, meta, {}, {})
+    assert params["split.method"] == "time" and params["split.time_column"] == "signup_date"
+    assert params["split.test_size"] == "0.25"
+    assert "split.stratify" not in params and "split.seed" not in params
+    random = run_params({"training": {"split": {}}}, meta, {}, {})
+    assert random["split.stratify"] == "true" and random["split.seed"] == "42"
