@@ -3,8 +3,11 @@ spare ports, and ``mbt run`` of the demo training pipeline (h2o_automl, small bu
 the CLI: the hook reports cloud size 2; without -v no H2O banner, warning or progress bar appears
 between the progress lines, with -v H2O's own output does (marker ``h2o``).
 
-Ports 54401-54404 (node 0 on 54401, node 1 on 54403; H2O also takes port+1), never the stack's
-54321. Each node gets a 1 GiB heap.
+Ports 24401-24406 (node 0 on 24401, node 1 on 24403, the second 1-node cloud on 24405; H2O also
+takes port+1), never the stack's 54321. They lie below Linux's ephemeral range (32768-60999): in
+that range a client socket of an earlier test (TIME_WAIT included) can hold a node's port, and
+the node then dies with "required ports ... are not available" (seen on 54403 in a CI run).
+Each node gets a 1 GiB heap.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.h2o
 
 ROOT = Path(__file__).resolve().parents[2]
 MBT = Path(sys.executable).parent / "mbt"
-PORT = 54401
+PORT = 24401
 TRAINING = "training_churn_model_v1"
 BUDGET = {"max_runtime_secs": 240, "max_models": 2, "seed": 42, "nfolds": 2, "sort_metric": "AUC",
           "exclude_algos": ["DeepLearning"]}
@@ -115,7 +118,7 @@ def test_one_node_clouds_of_the_same_name_never_merge(tmp_path):
     benchmark or a second stack starts on spare ports) stay apart: every node gets a flatfile, so
     neither finds the other by multicast. Without it the second joined the stack's cloud, which
     then counted 2 nodes and lost its health when the second stopped."""
-    env = {**os.environ, "MBT_STACK_DIR": str(tmp_path), "MBT_H2O_PORT": "54405", "MBT_H2O_NODES": "1",
+    env = {**os.environ, "MBT_STACK_DIR": str(tmp_path), "MBT_H2O_PORT": "24405", "MBT_H2O_NODES": "1",
            "MBT_H2O_XMX": "1g"}
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -127,7 +130,7 @@ def test_one_node_clouds_of_the_same_name_never_merge(tmp_path):
     up = run("up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        for url in ("http://127.0.0.1:54405", stack_url):
+        for url in ("http://127.0.0.1:24405", stack_url):
             body = _cloud(url)
             assert (body["cloud_name"], body["cloud_size"]) == ("mbt-shared", 1), url
     finally:
