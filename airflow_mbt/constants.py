@@ -119,6 +119,9 @@ def proba_column(cls: object) -> str:
 
 # ``orchestrator.config.default_args`` fields that Airflow takes as a timedelta; the profile
 # writes them as a duration (``parse_duration``), checked by profiles.schema.json at compile.
+# the env var naming where `mbt step execute` writes its XCom value (pods of the kubernetes operator)
+XCOM_FILE_ENV = "MBT_XCOM_FILE"
+
 TIMEDELTA_ARGS = ("execution_timeout", "retry_delay", "max_retry_delay")
 _DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([dhms])\s*")
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}

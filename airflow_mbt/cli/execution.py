@@ -218,12 +218,11 @@ def cmd_step_execute(args) -> int:
     return 0
 
 
-XCOM_FILE_ENV = "MBT_XCOM_FILE"
-
-
 def _xcom_file(args) -> Path | None:
     """Where ``--xcom-file`` (or env ``MBT_XCOM_FILE``) asks for the step's XCom value, if anywhere."""
     import os
+
+    from airflow_mbt.constants import XCOM_FILE_ENV
 
     value = getattr(args, "xcom_file", None) or os.environ.get(XCOM_FILE_ENV)
     return Path(value) if value else None

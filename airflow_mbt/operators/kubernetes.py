@@ -32,6 +32,7 @@ from kubernetes.client import models as k8s
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 
+from airflow_mbt.constants import XCOM_FILE_ENV
 from airflow_mbt.errors import MBTInputError, classify_exit_code
 from airflow_mbt.operators.run_id import RUN_ID_TEMPLATE, RunIdTemplateMixin
 from airflow_mbt.operators.step import emit_asset_event
@@ -121,7 +122,6 @@ def hardening_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
 # the steps whose result the task needs back from the pod: the summary of the alias move (approval
 # form, asset event); ``mbt step execute`` writes it to $MBT_XCOM_FILE, the xcom sidecar reads it
 XCOM_STEPS = frozenset({PROMOTE_STEP.name, APPLY_PROMOTION_STEP.name})
-XCOM_FILE_ENV = "MBT_XCOM_FILE"
 XCOM_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
 NOBODY = 65534  # the sidecar's user when the pod must run as non-root and names no user
 
