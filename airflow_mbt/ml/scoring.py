@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.ml.metrics import proba_column
-from airflow_mbt.ml.schema import match_class
+from airflow_mbt.ml.schema import map_classes, match_class
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -53,6 +53,7 @@ def load(directory: Path, runtime=None) -> tuple[Any, Any, dict]:
 def score(framework, model, meta: dict, features: "pd.DataFrame") -> "pd.DataFrame":
     """Framework predictions on ``features[meta.feature_columns]`` with ``prediction`` values and
     ``proba_<class>`` column names mapped onto the declared classes."""
+    import numpy as np
     import pandas as pd
 
     missing = [c for c in meta["feature_columns"] if c not in features.columns]
@@ -64,18 +65,20 @@ def score(framework, model, meta: dict, features: "pd.DataFrame") -> "pd.DataFra
         return pd.DataFrame({"prediction": raw["prediction"].astype("float64").to_numpy()}, index=features.index)
     classes = meta["classes"]
     out = pd.DataFrame(index=features.index)
-    out["prediction"] = pd.Series([match_class(v, classes) for v in raw["prediction"]], index=features.index,
-                                  dtype=object).infer_objects()
+    out["prediction"] = map_classes(pd.Series(raw["prediction"]).set_axis(features.index), classes)
     for col in raw.columns:
         if col.startswith("proba_"):
             out[proba_column(match_class(col[len("proba_"):], classes))] = raw[col].astype("float64").to_numpy()
     threshold = meta.get("threshold")
+
     positive = proba_column(meta.get("positive_class"))
     if threshold is not None and meta["problem_type"] == "binary_classification" and positive in out.columns:
         negative = next(c for c in classes if c != meta["positive_class"])
         hit = out[positive].to_numpy() >= float(threshold)
-        out["prediction"] = pd.Series([meta["positive_class"] if h else negative for h in hit], index=out.index,
-                                      dtype=object).infer_objects()
+        labels = np.empty(len(hit), dtype=object)
+        labels[:] = negative
+        labels[hit] = meta["positive_class"]
+        out["prediction"] = pd.Series(labels, index=out.index, dtype=object).infer_objects()
     return out
 
 

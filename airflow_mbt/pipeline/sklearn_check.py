@@ -18,10 +18,10 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
+from airflow_mbt.plugins.frameworks.sklearn import estimator_class
 from airflow_mbt.project.schema_check import suggest
 from airflow_mbt.project.yaml_loader import Located
 
@@ -29,38 +29,10 @@ BASE = ("training", "model_training", "config")
 FRAMEWORK_KEYS = ("model", "seed", "search")
 SEARCH_KEYS = ("param_grid", "cv")
 DEFAULT_MODEL = {"regression": "RandomForestRegressor"}
-_MODULES = {
-    "sklearn.ensemble": ("RandomForestClassifier", "ExtraTreesClassifier", "GradientBoostingClassifier",
-                         "HistGradientBoostingClassifier", "AdaBoostClassifier", "BaggingClassifier",
-                         "RandomForestRegressor", "ExtraTreesRegressor", "GradientBoostingRegressor",
-                         "HistGradientBoostingRegressor", "AdaBoostRegressor", "BaggingRegressor"),
-    "sklearn.linear_model": ("LogisticRegression", "SGDClassifier", "RidgeClassifier", "LinearRegression", "Ridge",
-                             "Lasso", "ElasticNet", "SGDRegressor"),
-    "sklearn.tree": ("DecisionTreeClassifier", "DecisionTreeRegressor"),
-    "sklearn.neighbors": ("KNeighborsClassifier", "KNeighborsRegressor"),
-    "sklearn.svm": ("SVC", "LinearSVC", "SVR", "LinearSVR"),
-    "sklearn.naive_bayes": ("GaussianNB",),
-    "sklearn.neural_network": ("MLPClassifier", "MLPRegressor"),
-    "sklearn.calibration": ("CalibratedClassifierCV",),
-    "sklearn.multiclass": ("OneVsRestClassifier", "OneVsOneClassifier"),
-}
-MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
 
 
 def _family(problem_type: str) -> str:
     return "regressor" if problem_type == "regression" else "classifier"
-
-
-def estimator_class(name: str, problem_type: str) -> type | None:
-    """The estimator class named ``name`` for the problem's family, or None."""
-    module = MODULE_OF.get(name)
-    if module is not None:
-        return getattr(importlib.import_module(module), name, None)
-    from sklearn.utils import (
-        all_estimators,  # slow: only for names outside the common list
-    )
-
-    return dict(all_estimators(type_filter=_family(problem_type))).get(name)
 
 
 def _parameters(cls: type) -> dict[str, inspect.Parameter]:
