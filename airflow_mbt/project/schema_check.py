@@ -94,6 +94,8 @@ def _describe(error, doc: Located) -> tuple[tuple, str, str | None]:
         return path, f"value {inst!r} must be {op} {error.validator_value}", schema.get("description")
     if v in ("minLength", "minItems", "minProperties"):
         return path, "must not be empty", "write a value, or remove the key where a default exists"
+    if v == "not" and "x-message" in schema:  # a rule with its own words (e.g. two keys for one setting)
+        return path, schema["x-message"], schema.get("x-hint")
     if v in ("anyOf", "oneOf"):
         return path, f"invalid value {inst!r}", schema.get("description")
     return path, error.message, "see docs/configuration.md and CONTRACTS.md for the expected form"

@@ -86,7 +86,9 @@ def partitioned_serving(airflow, stack_env, tmp_path):
     (project / "lib" / "hold.py").write_text(HOLD_PY)
     profiles = project / "profiles.yaml"
     doc = yaml.safe_load(profiles.read_text())
-    next(iter(doc.values()))["orchestrator"]["config"]["default_args"].update(retries=2, retry_delay="5s")
+    default_args = next(iter(doc.values()))["orchestrator"]["config"]["default_args"]
+    default_args.pop("retry_delay_minutes", None)  # the scaffold's 5 minutes: one of the two keys only
+    default_args.update(retries=2, retry_delay="5s")
     profiles.write_text(yaml.safe_dump(doc, sort_keys=False))
     sh(f"mbt run --select {TRAIN} --target dev", project, env)
     model_run = json.loads((project / "target" / TRAIN / "run_results.json").read_text())["mlflow_run_id"]

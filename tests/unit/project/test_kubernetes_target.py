@@ -82,3 +82,26 @@ def test_execution_timeout_becomes_a_timedelta_on_every_task(tmp_path):
         assert task.execution_timeout == timedelta(hours=1, minutes=30)
         assert task.max_retry_delay == timedelta(minutes=10)
         assert task.retry_delay == timedelta(minutes=5)
+
+
+def test_retry_delay_and_retry_delay_minutes_together_are_an_input_error(tmp_path):
+    """Two keys for one setting: before, retry_delay_minutes silently won over retry_delay."""
+    def both(p):
+        p["orchestrator"]["config"]["default_args"].update(retry_delay="5s", retry_delay_minutes=5)
+
+    with pytest.raises(MBTInputError, match="retry_delay and retry_delay_minutes both set") as err:
+        resolve_target(_project(tmp_path, both), "dev", env={})
+    assert "keep one" in err.value.hint and "profiles.yaml" in err.value.location()
+    assert "orchestrator.config.default_args" in str(err.value)
+
+
+def test_retry_delay_alone_reaches_every_task(tmp_path):
+    from airflow_mbt.dag_factory import build_dag
+
+    def seconds(p):
+        args = p["orchestrator"]["config"]["default_args"]
+        args.pop("retry_delay_minutes")
+        args["retry_delay"] = "5s"
+
+    dag = build_dag(_compile(_project(tmp_path, seconds), "dev"), "/tmp/unused/manifest.json")
+    assert {task.retry_delay for task in dag.tasks} == {timedelta(seconds=5)}
