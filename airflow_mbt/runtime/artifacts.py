@@ -104,6 +104,10 @@ def serialize(name: str, kind: str, value: Any, target: Path) -> None:
             value.to_parquet(target, engine="pyarrow")
         except Exception as exc:  # pyarrow type errors: mixed object columns, non-str names...
             raise ArtifactError(f"output {name!r} cannot be written as Parquet: {exc}") from exc
+        finally:
+            import pyarrow as pa
+
+            pa.default_memory_pool().release_unused()  # the encoding buffers, not kept for the next step
     elif kind == JSON:
         if not isinstance(value, dict):
             raise ArtifactError(f"output {name!r} must be a dict (kind json), got {type(value).__name__}")

@@ -84,6 +84,7 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
                          else artifacts.fetch(storage, name, entry, scratch)) for name, entry in found.items()}
         module = step_module(step.name)
         outputs = module.run(ctx, inputs)
+        del inputs  # a step's input frames are not held while its outputs are written
         entries = _store_outputs(storage, manifest.name, run_id, step, outputs, scratch, partition)
         registry.record(entries)
     except BaseException as exc:

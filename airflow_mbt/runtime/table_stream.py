@@ -53,8 +53,13 @@ def default_chunk_rows() -> int:
 
 def pandas_of(table: Any) -> pd.DataFrame:
     """A pyarrow Table as pandas without de-duplicating strings (a memo as large as a column of
-    unique ids) and releasing Arrow buffers column by column as they are converted."""
+    unique ids), releasing Arrow buffers column by column as they are converted, and returning the
+    memory pool's freed pages to the system afterwards."""
+    import pyarrow as pa
+
     df: pd.DataFrame = table.to_pandas(deduplicate_objects=False, self_destruct=True, split_blocks=True)
+    # the pool keeps the freed read and conversion buffers (about 80 MiB per 1M churn rows) otherwise
+    pa.default_memory_pool().release_unused()
     return df
 
 

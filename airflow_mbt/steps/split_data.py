@@ -80,11 +80,15 @@ def run(ctx, inputs: dict) -> dict:
     schema = PipelineSchema.from_config(ctx.config)
     settings = settings_from_config(ctx.config)
     test_size, seed, stratify = split_settings(ctx.config)
-    df, removed = row_filters.training_rows(inputs["raw_data"], ctx.config, ctx.run, ctx.code_dir, ctx.log)
+    # popped: the raw frame is freed as soon as a filtered or trimmed copy replaces it (peak memory)
+    df, removed = row_filters.training_rows(inputs.pop("raw_data"), ctx.config, ctx.run, ctx.code_dir, ctx.log)
     ctx.rows_removed.update(removed)
     df = custom_transforms.apply(df, settings["custom_transforms"], ctx.code_dir)
     columns.check_references(df, ctx.config, ctx.log)
-    df = df.drop(columns=[c for c in schema.ignored_columns if c in df.columns]).reset_index(drop=True)
+    ignored = [c for c in schema.ignored_columns if c in df.columns]
+    if ignored:
+        df = df.drop(columns=ignored)
+    df.reset_index(drop=True, inplace=True)  # in place: no copy of the frame
     pre_cfg = (ctx.config.get("training") or {}).get("preprocessing") or {}
     df = data_checks.handle_non_finite(df, pre_cfg.get("non_finite"), {schema.label_column}, ctx.log)
     strata = None
@@ -109,6 +113,8 @@ def run(ctx, inputs: dict) -> dict:
         train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=strata)
     ctx.log.info("split %d rows into %d train / %d test (%s)", len(df), len(train), len(test),
                  split.get("method", SplitMethod.RANDOM))
-    train = train.reset_index(drop=True)
+    del df, strata  # only the two sets stay in memory while they are written
+    train.reset_index(drop=True, inplace=True)
+    test.reset_index(drop=True, inplace=True)
     train.attrs[row_filters.ATTR] = removed  # kept by Parquet: train_model records it with the model
-    return {"train_set": train, "test_set": test.reset_index(drop=True)}
+    return {"train_set": train, "test_set": test}
