@@ -6,7 +6,9 @@ case also reports the largest worker's peak RSS (``RUSAGE_CHILDREN``).
 
     .venv/bin/python benchmarks/bench_partitions.py [--rows 1000000]
 
-Prints rows, wall seconds, rows/s, peak RSS per case, the wall-time ratio (the issue's target:
+A third case runs the 4 partitions one after another in one process, which separates the cost
+of partitioning from the gain of parallelism. Prints rows, wall seconds, rows/s, the seconds of
+each step (summed over partitions), peak RSS per case, the wall-time ratio (the issue's target:
 >= 1.5x on 20M rows with 2 free cores) and the load average at the start of each case: the
 machine is shared, so read the ratio next to the load. Asserts nothing about time.
 """
@@ -40,7 +42,7 @@ def _fill(rows: int) -> None:
                f"ANALYZE {TABLE};")
 
 
-def _case(project: Path, model_run: str, partitioned: bool) -> dict:
+def _case(project: Path, model_run: str, partitioned: bool, parallel: int = 2) -> dict:
     from ml_pipeline_fixtures import dev_target, make_manifest, serving_config
 
     from airflow_mbt.runtime.context import RunContext, TargetRuntime
@@ -57,10 +59,14 @@ def _case(project: Path, model_run: str, partitioned: bool) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     with TargetRuntime.from_manifest(manifest, project) as runtime:
-        run_pipeline(manifest, runtime, run=run, parallel=2 if partitioned else 1)
+        results = run_pipeline(manifest, runtime, run=run, parallel=parallel if partitioned else 1)
     seconds = time.perf_counter() - t0
+    steps: dict[str, float] = {}  # seconds per step, summed over its partitions
+    for step in results["steps"]:
+        name = step["name"].split("[")[0]
+        steps[name] = steps.get(name, 0.0) + float(step["seconds"])
     kib = 1024  # ru_maxrss is KiB on Linux
-    return {"seconds": seconds, "load": load,
+    return {"seconds": seconds, "load": load, "steps": steps,
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
             "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib}
 
@@ -68,13 +74,14 @@ def _case(project: Path, model_run: str, partitioned: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--case", choices=["plain", "parts"], help=argparse.SUPPRESS)
+    ap.add_argument("--case", choices=["plain", "parts", "parts-seq"], help=argparse.SUPPRESS)
     ap.add_argument("--project", help=argparse.SUPPRESS)
     ap.add_argument("--model-run", help=argparse.SUPPRESS)
     args = ap.parse_args()
     load_stack_env()
     if args.case:  # the child process of one case
-        print("RESULT " + json.dumps(_case(Path(args.project), args.model_run, args.case == "parts")))
+        print("RESULT " + json.dumps(_case(Path(args.project), args.model_run, args.case != "plain",
+                                           parallel=1 if args.case == "parts-seq" else 2)))
         return
     from ml_pipeline_fixtures import make_project, train_once, training_config
 
@@ -85,19 +92,24 @@ def main() -> None:
     _fill(args.rows)
     print(f"{args.rows:,} scoring rows, {os.cpu_count()} cores")
     results = {}
-    for case in ("plain", "parts"):
+    for case in ("plain", "parts-seq", "parts"):
         out = subprocess.run([sys.executable, __file__, "--case", case, "--project", str(project),
                               "--model-run", mlflow_run["run_id"]], capture_output=True, text=True, check=True,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
         results[case] = json.loads(next(line for line in out.stdout.splitlines()
                                         if line.startswith("RESULT "))[7:])
         r = results[case]
-        label = "1 partition  (in-process)" if case == "plain" else "4 partitions (--parallel 2)"
+        label = {"plain": "1 partition  (in-process)", "parts-seq": "4 partitions (one after another)",
+                 "parts": "4 partitions (--parallel 2)"}[case]
         print(f"{label}: {r['seconds']:7.1f} s  {args.rows / r['seconds']:>10,.0f} rows/s  "
               f"peak RSS {r['rss_mib']:,.0f} MiB (largest worker {r['worker_rss_mib']:,.0f} MiB)  "
               f"load average {r['load']:.1f}")
+        print("    step seconds (summed over partitions): "
+              + ", ".join(f"{name} {sec:.1f}" for name, sec in r["steps"].items()))
     ratio = results["plain"]["seconds"] / results["parts"]["seconds"]
-    print(f"wall-time ratio 1 partition / 4 partitions: {ratio:.2f}x")
+    print(f"wall-time ratio 1 partition / 4 partitions: {ratio:.2f}x "
+          f"(4 partitions one after another / with --parallel 2: "
+          f"{results['parts-seq']['seconds'] / results['parts']['seconds']:.2f}x)")
     psql("-c", f"DROP TABLE IF EXISTS {TABLE}; DROP TABLE IF EXISTS {OUTPUT};")
 
 
