@@ -62,12 +62,18 @@ def test_steady_data_writes_a_row_per_feature_and_metric(trained):
     assert report["breaches"] == [] and report["mlflow_run_id"]
 
 
-def test_shifted_batch_fails_with_exit_3_before_publish(trained):
-    root, _, _, mlflow_run = trained
+def _write_shifted_batch(root) -> None:
+    """``shifted_to_score``: the scoring rows with tenure +40 and one contract type (each test that
+    reads it writes it: under pytest-xdist the tests of this module may run on different workers)."""
     scoring = pd.read_csv(root / "sample_data" / "customers_to_score.csv")
     scoring["tenure"] = scoring["tenure"] + 40
     scoring["contract_type"] = "two_year"
     scoring.to_csv(root / "sample_data" / "shifted_to_score.csv", index=False)
+
+
+def test_shifted_batch_fails_with_exit_3_before_publish(trained):
+    root, _, _, mlflow_run = trained
+    _write_shifted_batch(root)
     cfg = serving_config(mlflow_run["run_id"], serving={
         "data_source": {"scoring_table": "shifted_to_score"}, "output": {"path": "shifted_preds.csv"},
         "monitoring": {"on_breach": "fail", "max_psi": 0.25}})
@@ -84,6 +90,7 @@ def test_shifted_batch_fails_with_exit_3_before_publish(trained):
 
 def test_warn_logs_one_line_per_breached_feature(trained, caplog):
     root, _, _, mlflow_run = trained
+    _write_shifted_batch(root)
     cfg = serving_config(mlflow_run["run_id"], serving={
         "data_source": {"scoring_table": "shifted_to_score"}, "output": {"path": "warned_preds.csv"},
         "monitoring": {"max_psi": 0.25}})
