@@ -127,10 +127,19 @@ def _mapped(values: "pd.Series", mapping: dict[Any, Any]) -> "pd.Series":
         codes = pd.Index(keys, dtype=object).get_indexer(raw.astype(object))
     if (codes < 0).any():  # unreachable: every distinct value has a key
         raise KeyError(values[codes < 0].iloc[0])
-    targets = np.empty(len(keys), dtype=object)
-    targets[:] = [mapping[k] for k in keys]
-    typed = pd.Series(targets, dtype=object).infer_objects().to_numpy()  # the classes' dtype, on k values
-    return pd.Series(typed[codes], index=values.index, name=values.name)
+    return take_classes([mapping[k] for k in keys], codes, values.index, values.name)
+
+
+def take_classes(classes: list[Any], codes: Any, index: Any, name: Any = None) -> "pd.Series":
+    """``classes[codes[i]]`` for every row, as a column of the classes' own dtype (inferred on the
+    few classes, not on every row)."""
+    import numpy as np
+    import pandas as pd
+
+    targets = np.empty(len(classes), dtype=object)
+    targets[:] = classes
+    typed = pd.Series(targets, dtype=object).infer_objects().to_numpy()
+    return pd.Series(typed[codes], index=index, name=name)
 
 
 def regression_labels(y: "pd.Series", label_column: str) -> "pd.Series":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mbt.errors import MBTInputError
 from airflow_mbt.ml.metrics import proba_column
-from airflow_mbt.ml.schema import map_classes, match_class
+from airflow_mbt.ml.schema import map_classes, match_class, take_classes
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -70,15 +70,11 @@ def score(framework, model, meta: dict, features: "pd.DataFrame") -> "pd.DataFra
         if col.startswith("proba_"):
             out[proba_column(match_class(col[len("proba_"):], classes))] = raw[col].astype("float64").to_numpy()
     threshold = meta.get("threshold")
-
     positive = proba_column(meta.get("positive_class"))
     if threshold is not None and meta["problem_type"] == "binary_classification" and positive in out.columns:
         negative = next(c for c in classes if c != meta["positive_class"])
         hit = out[positive].to_numpy() >= float(threshold)
-        labels = np.empty(len(hit), dtype=object)
-        labels[:] = negative
-        labels[hit] = meta["positive_class"]
-        out["prediction"] = pd.Series(labels, index=out.index, dtype=object).infer_objects()
+        out["prediction"] = take_classes([negative, meta["positive_class"]], hit.astype(np.intp), out.index)
     return out
 
 

@@ -21,18 +21,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from airflow_mbt.plugins.frameworks.sklearn import estimator_class
+from airflow_mbt.plugins.frameworks.sklearn import DEFAULT_MODEL, FRAMEWORK_KEYS, estimator_class, estimators, family
 from airflow_mbt.project.schema_check import suggest
 from airflow_mbt.project.yaml_loader import Located
 
 BASE = ("training", "model_training", "config")
-FRAMEWORK_KEYS = ("model", "seed", "search")
 SEARCH_KEYS = ("param_grid", "cv")
-DEFAULT_MODEL = {"regression": "RandomForestRegressor"}
-
-
-def _family(problem_type: str) -> str:
-    return "regressor" if problem_type == "regression" else "classifier"
 
 
 def _parameters(cls: type) -> dict[str, inspect.Parameter]:
@@ -70,11 +64,8 @@ def check_sklearn_config(doc: Located, problem_type: str, config: dict, base: tu
     name = config.get("model") or DEFAULT_MODEL.get(problem_type, "RandomForestClassifier")
     cls = estimator_class(str(name), problem_type)
     if cls is None:
-        from sklearn.utils import all_estimators
-
-        names = [n for n, _ in all_estimators(type_filter=_family(problem_type))]
-        raise doc.error(base + ("model",), f"{name!r} is not a scikit-learn {_family(problem_type)}",
-                        hint=suggest(name, names)
+        raise doc.error(base + ("model",), f"{name!r} is not a scikit-learn {family(problem_type)}",
+                        hint=suggest(name, list(estimators(problem_type)))
                         or f"e.g. model: {DEFAULT_MODEL.get(problem_type, 'RandomForestClassifier')}")
     params = _parameters(cls)
     for key, value in config.items():

@@ -53,11 +53,16 @@ _MODULES = {
 MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
 
 
-def _estimators(problem_type: str) -> dict[str, type]:
+def family(problem_type: str) -> str:
+    """``regressor`` or ``classifier``: the estimators a problem type takes."""
+    return "regressor" if problem_type == "regression" else "classifier"
+
+
+def estimators(problem_type: str) -> dict[str, type]:
+    """Every scikit-learn estimator of the problem's family, by name (for did-you-mean)."""
     from sklearn.utils import all_estimators  # slow (imports every sklearn module): not on the common path
 
-    kind = "regressor" if problem_type == "regression" else "classifier"
-    return dict(all_estimators(type_filter=kind))
+    return dict(all_estimators(type_filter=family(problem_type)))
 
 
 def estimator_class(name: str, problem_type: str) -> type | None:
@@ -67,7 +72,7 @@ def estimator_class(name: str, problem_type: str) -> type | None:
     ``sklearn.utils.all_estimators``, which imports all of scikit-learn (about 1.5 s)."""
     module = MODULE_OF.get(name)
     if module is None:
-        return _estimators(problem_type).get(name)
+        return estimators(problem_type).get(name)
     from sklearn.base import ClassifierMixin, RegressorMixin
 
     cls = getattr(importlib.import_module(module), name, None)
@@ -100,9 +105,8 @@ def build_estimator(problem_type: str, config: dict, field: str = FIELD):
     params = {k: build_estimator(problem_type, v, f"{field}.{k}") if is_nested(v) else v for k, v in params.items()}
     cls = estimator_class(str(name), problem_type)
     if cls is None:
-        kind = "regressor" if problem_type == "regression" else "classifier"
-        close = difflib.get_close_matches(str(name), list(_estimators(problem_type)), n=3)
-        raise MBTInputError(f"{name!r} is not a scikit-learn {kind}", field=f"{field}.model",
+        close = difflib.get_close_matches(str(name), list(estimators(problem_type)), n=3)
+        raise MBTInputError(f"{name!r} is not a scikit-learn {family(problem_type)}", field=f"{field}.model",
                             hint=("did you mean " + " or ".join(close) + "?") if close
                             else "use an estimator class name such as RandomForestClassifier")
     try:
