@@ -10,7 +10,10 @@ A third case runs the 4 partitions one after another in one process, which separ
 of partitioning from the gain of parallelism. Prints rows, wall seconds, rows/s, the seconds of
 each step (summed over partitions), peak RSS per case, the wall-time ratio (the issue's target:
 >= 1.5x on 20M rows with 2 free cores) and the load average at the start of each case: the
-machine is shared, so read the ratio next to the load. Asserts nothing about time.
+machine is shared, so read the ratio next to the load. Each case also prints the cores the whole
+machine kept busy on average (``/proc/stat``: this process, its workers and PostgreSQL): on C cores,
+no way of splitting a run that keeps B cores busy can be faster than C / B, so the unpartitioned
+case's figure bounds what any partitioning can gain here. Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ def _fill(rows: int) -> None:
                f"ANALYZE {TABLE};")
 
 
+def busy_jiffies() -> tuple[int, int]:
+    """(busy, all) CPU jiffies of the whole machine since boot (``/proc/stat``, first line)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _case(project: Path, model_run: str, partitioned: bool, parallel: int = 2) -> dict:
     from ml_pipeline_fixtures import dev_target, make_manifest, serving_config
 
@@ -57,16 +67,19 @@ def _case(project: Path, model_run: str, partitioned: bool, parallel: int = 2) -
     when = datetime(2026, 6, 1, tzinfo=timezone.utc)
     run = RunContext(run_id=f"run_20260601_000000_{'4' if partitioned else '1'}000", logical_date=when)
     load = os.getloadavg()[0]
+    busy0, all0 = busy_jiffies()
     t0 = time.perf_counter()
     with TargetRuntime.from_manifest(manifest, project) as runtime:
         results = run_pipeline(manifest, runtime, run=run, parallel=parallel if partitioned else 1)
     seconds = time.perf_counter() - t0
+    busy1, all1 = busy_jiffies()
+    busy_cores = (busy1 - busy0) / max(all1 - all0, 1) * (os.cpu_count() or 1)
     steps: dict[str, float] = {}  # seconds per step, summed over its partitions
     for step in results["steps"]:
         name = step["name"].split("[")[0]
         steps[name] = steps.get(name, 0.0) + float(step["seconds"])
     kib = 1024  # ru_maxrss is KiB on Linux
-    return {"seconds": seconds, "load": load, "steps": steps,
+    return {"seconds": seconds, "load": load, "steps": steps, "busy_cores": busy_cores,
             "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
             "worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib}
 
@@ -103,13 +116,16 @@ def main() -> None:
                  "parts": "4 partitions (--parallel 2)"}[case]
         print(f"{label}: {r['seconds']:7.1f} s  {args.rows / r['seconds']:>10,.0f} rows/s  "
               f"peak RSS {r['rss_mib']:,.0f} MiB (largest worker {r['worker_rss_mib']:,.0f} MiB)  "
-              f"load average {r['load']:.1f}")
+              f"load average {r['load']:.1f}  cores busy {r['busy_cores']:.2f} of {os.cpu_count()}")
         print("    step seconds (summed over partitions): "
               + ", ".join(f"{name} {sec:.1f}" for name, sec in r["steps"].items()))
     ratio = results["plain"]["seconds"] / results["parts"]["seconds"]
     print(f"wall-time ratio 1 partition / 4 partitions: {ratio:.2f}x "
           f"(4 partitions one after another / with --parallel 2: "
           f"{results['parts-seq']['seconds'] / results['parts']['seconds']:.2f}x)")
+    ceiling = (os.cpu_count() or 1) / max(results["plain"]["busy_cores"], 1e-9)
+    print(f"ceiling of any split on this machine: {os.cpu_count()} cores / {results['plain']['busy_cores']:.2f} "
+          f"busy in the unpartitioned run = {ceiling:.2f}x")
     psql("-c", f"DROP TABLE IF EXISTS {TABLE}; DROP TABLE IF EXISTS {OUTPUT};")
 
 

@@ -59,8 +59,9 @@ def check(doc: Located) -> list[str]:
     if declared:
         loc = doc.loc(("training",))
         warnings.append(f"{loc.file}:{loc.line}:{loc.col}: {', '.join(declared)} in a serving pipeline "
-                        "only restate the model: mbt reads them from the model and stops if they differ; "
-                        "you can remove the training: block")
+                        f"only {'restates' if len(declared) == 1 else 'restate'} the model: mbt reads "
+                        f"{'it' if len(declared) == 1 else 'them'} from the model and stops if "
+                        f"{'it differs' if len(declared) == 1 else 'they differ'}; you can remove the training: block")
     ignored = [p for p in written if not _covered(p, DECLARED)]
     if ignored:
         loc = doc.loc(ignored[0])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import resource
 import shutil
 import tempfile
 import time
@@ -101,10 +102,12 @@ def execute_step(manifest: Manifest, step_name: str, run_id: str, runtime: Targe
     finally:
         _remove_tree(scratch if not own_dir else root)
     seconds = round(time.monotonic() - started, 3)
-    log.info("mbt step %s.%s run_id=%s ok in %.1fs", manifest.name, step.name, run_id, seconds)
+    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    log.info("mbt step %s.%s run_id=%s ok in %.1fs, peak RSS %.0f MiB", manifest.name, step.name, run_id,
+             seconds, peak)
     return StepResult(name=step.name, status=StepStatus.SUCCESS, seconds=seconds, run_id=run_id,
                       outputs={name: e["uri"] for name, e in entries.items()}, rows_removed=dict(ctx.rows_removed),
-                      summary=dict(ctx.summary))
+                      summary=dict(ctx.summary), peak_rss_mib=peak)
 
 
 def _remove_tree(path: Path) -> None:

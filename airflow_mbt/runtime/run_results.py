@@ -4,18 +4,22 @@ JSON (``schema_version`` 1)::
 
     {"schema_version": 1, "pipeline", "run_id", "target", "status", "started_at", "finished_at",
      "seconds", "mlflow_run_id", "run": RunContext.to_json() | null,
-     "steps": [{"name", "status", "seconds", "error"?, "outputs"?, "rows_removed"?, "summary"?}]}
+     "steps": [{"name", "status", "seconds", "error"?, "outputs"?, "rows_removed"?, "summary"?,
+                "peak_rss_mib"?}]}
 
 ``rows_removed`` (additive): the rows each row filter of the step removed
 (``{"training.filters[0]": 12, "training.drop_duplicates": 3}``), only when the step has filters.
 ``summary`` (additive) is what a step reports beyond its artifacts: ``promote``'s decision and both
-models' metrics, ``load_model``'s resolved model version.
+models' metrics, ``load_model``'s resolved model version. ``peak_rss_mib`` (additive): the peak
+resident memory of the process that ran the step, read when the step ended (``ru_maxrss``). Under
+Airflow each task is its own process, so it is the task's peak; in one ``mbt run`` process it is
+the peak of the run so far.
 
 ``run`` (additive, same schema_version) records what the run covered: logical_date, ds,
 interval_start, interval_end, run_type, try_number, dag_id, airflow_run_id.
 
 ``StepResult.to_xcom()`` is what an operator returns: ``{"step", "name", "status", "seconds",
-"outputs", "run_id"}``. A reader that meets another ``schema_version`` raises an input error
+"outputs", "run_id", "peak_rss_mib"?}``. A reader that meets another ``schema_version`` raises an input error
 naming both versions.
 """
 
@@ -52,6 +56,7 @@ class StepResult:
     error: str | None = None
     rows_removed: dict[str, int] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)  # what the step decided (e.g. promote), optional
+    peak_rss_mib: float | None = None  # the process's peak RSS when the step ended
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "status": str(self.status), "seconds": self.seconds}
@@ -63,6 +68,8 @@ class StepResult:
             out["outputs"] = dict(self.outputs)
         if self.rows_removed:
             out["rows_removed"] = dict(self.rows_removed)
+        if self.peak_rss_mib is not None:
+            out["peak_rss_mib"] = self.peak_rss_mib
         return out
 
     def to_xcom(self) -> dict[str, Any]:
@@ -70,6 +77,8 @@ class StepResult:
                "outputs": dict(self.outputs), "run_id": self.run_id}
         if self.summary:
             out["summary"] = dict(self.summary)
+        if self.peak_rss_mib is not None:
+            out["peak_rss_mib"] = self.peak_rss_mib
         return out
 
 
@@ -102,7 +111,7 @@ class RunResults:
         steps = [StepResult(name=s["name"], status=StepStatus(s["status"]), seconds=s.get("seconds") or 0.0,
                             run_id=data["run_id"], outputs=dict(s.get("outputs") or {}), error=s.get("error"),
                             rows_removed=dict(s.get("rows_removed") or {}),
-                            summary=dict(s.get("summary") or {}))
+                            summary=dict(s.get("summary") or {}), peak_rss_mib=s.get("peak_rss_mib"))
                  for s in data.get("steps") or []]
         return cls(pipeline=data["pipeline"], run_id=data["run_id"], target=data["target"],
                    status=StepStatus(data["status"]), started_at=data["started_at"],

@@ -83,7 +83,8 @@ ensure_uv() {
 ensure_tool_venv() {
   local name=$1; shift
   local dir="$STACK_DIR/venvs/$name" want="$*"
-  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.mbt-reqs" 2>/dev/null)" = "$want" ]; then
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.mbt-reqs" 2>/dev/null)" = "$want" ] \
+     && [ "$(cat "$dir/.mbt-bytecode" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
   ensure_uv
@@ -94,6 +95,11 @@ ensure_tool_venv() {
     || { echo "[stack] ERROR: installing $want failed; log: $LOG_DIR/install-$name.log" >&2
          log_tail "install-$name"; exit 1; }
   echo "$want" > "$dir/.mbt-reqs"
+  # bytecode once (PYTHONDONTWRITEBYTECODE=1 would make every start compile the packages again;
+  # see scripts/bootstrap.sh)
+  "$dir/bin/python" -m compileall -q -j 0 "$("$dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    >> "$LOG_DIR/install-$name.log" 2>&1 || true
+  echo "$want" > "$dir/.mbt-bytecode"
   say "installed $name tools in $(elapsed "$t0")s"
 }
 

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.services, pytest.mark.airflow_live]
 
 TRAIN, SERVE = "h_scale_e2e_train", "h_scale_e2e_serve"
 SOURCE, OUTPUT = "h_scale_e2e_score", "h_scale_e2e_predictions"
-ROWS, PARTS = 40_000, 4
+ROWS, PARTS = 200_000, 4  # the issue: 4 partitions over 200k rows
 MANIFESTS_URI = os.environ.get("MBT_MANIFESTS_URI", "s3://mbt-pipeline-artifacts/manifests/")
 
 TRAINING_YAML = f"""base_pipeline: _base_churn

@@ -41,7 +41,18 @@ def test_restated_training_block_is_warned_about_with_its_position(project, caps
     assert main(["validate", "serving_min"]) == 0
     err = capsys.readouterr().err
     assert "pipelines/serving_min.yaml:3:" in err and "training.split.test_size" in err
-    assert "training.schema.target.label_column" in err and "stops if they differ" in err
+    assert "training.schema.target.label_column in a serving pipeline only restates the model" in err
+    assert "reads it from the model and stops if it differs" in err
+
+
+def test_restated_fields_are_named_in_the_plural(project, capsys):
+    text = MINIMAL.replace("deployment:", "training:\n  model_training: {framework: sklearn}\n"
+                                          "  schema:\n    target: {label_column: churned}\ndeployment:")
+    (project / "pipelines" / "serving_min.yaml").write_text(text)
+    assert main(["validate", "serving_min"]) == 0
+    err = capsys.readouterr().err
+    assert ("training.model_training.framework, training.schema.target.label_column in a serving pipeline "
+            "only restate the model: mbt reads them from the model and stops if they differ") in err
 
 
 def test_training_pipeline_still_needs_problem_type_and_training(project, capsys):

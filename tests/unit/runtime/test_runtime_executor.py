@@ -103,7 +103,13 @@ def test_execute_step_stores_outputs_and_records_them(project, steps, caplog):
     assert result.status == "success" and result.name == "load_data" and result.run_id == RUN
     assert result.outputs == {"raw_data": str(expected)} and expected.is_file()
     assert result.to_xcom() == {"step": "load_data", "name": "load_data", "status": "success",
-                                "seconds": result.seconds, "outputs": result.outputs, "run_id": RUN}
+                                "seconds": result.seconds, "outputs": result.outputs, "run_id": RUN,
+                                "peak_rss_mib": result.peak_rss_mib}
+    # the process's own peak, in MiB: at least what it holds now, at most its peak after the step
+    import resource
+    assert result.peak_rss_mib is not None
+    assert 1 < result.peak_rss_mib <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + 0.1
+    assert f"ok in {result.seconds:.1f}s, peak RSS {result.peak_rss_mib:.0f} MiB" in caplog.text
     assert pd.read_parquet(expected)["customer_id"].tolist() == [f"C{i}" for i in range(5)]
     entry = ArtifactRegistry(rt.storage(), RUN, pipeline=manifest.name).lookup("raw_data")
     assert entry["key"] == f"training_demo/{RUN}/load_data/raw_data.parquet" and entry["kind"] == "table"
