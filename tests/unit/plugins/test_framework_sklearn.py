@@ -79,3 +79,56 @@ def test_text_features_get_a_hint(data):
     with pytest.raises(MBTInputError) as err:
         SklearnFramework(None).train(X.assign(c="x"), y, "binary_classification", {"model": "LogisticRegression"}, None)
     assert "encode: onehot" in err.value.hint
+
+
+@pytest.mark.parametrize("estimator", ["RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
+                                       "HistGradientBoostingClassifier"])
+@pytest.mark.parametrize("labels", ["binary", "multiclass"])
+def test_argmax_estimators_are_evaluated_once_with_sklearns_own_predictions(data, estimator, labels, monkeypatch):
+    """For these estimators predict() is the argmax of predict_proba(): the framework takes the
+    prediction from the probabilities (the forest is evaluated once per chunk), and it equals
+    sklearn's own predict() exactly."""
+    from airflow_mbt.plugins.frameworks.sklearn import argmax_predict
+
+    X, y = data
+    if labels == "multiclass":
+        y = pd.Series(np.digitize(X["a"], [-0.5, 0.5])).map({0: "low", 1: "mid", 2: "high"})
+    problem = "binary_classification" if labels == "binary" else "multiclass_classification"
+    fw = SklearnFramework(None)
+    model = fw.train(X, y, problem, {"model": estimator}, None)
+    assert argmax_predict(model)
+    expected = model.predict(X)
+    calls = []
+    real = type(model).predict_proba
+    monkeypatch.setattr(type(model), "predict_proba", lambda self, X: calls.append(len(X)) or real(self, X))
+
+    def second_pass(self, X):
+        raise AssertionError("predict() evaluated the model a second time")
+
+    monkeypatch.setattr(type(model), "predict", second_pass)
+    out = fw.predict(model, X, problem)
+    assert calls == [len(X)]
+    assert out["prediction"].tolist() == expected.tolist()
+    np.testing.assert_allclose(out[[c for c in out.columns if c.startswith("proba_")]].sum(axis=1), 1.0)
+
+
+def test_other_classifiers_keep_their_own_predict(data):
+    """LogisticRegression's predict() thresholds the decision function: it is called, not replaced,
+    and neither is a subclass's predict() of an argmax estimator."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from airflow_mbt.plugins.frameworks.sklearn import argmax_predict
+
+    X, y = data
+    fw = SklearnFramework(None)
+    model = fw.train(X, y, "binary_classification", {"model": "LogisticRegression"}, None)
+    assert not argmax_predict(model)
+    assert fw.predict(model, X, "binary_classification")["prediction"].tolist() == model.predict(X).tolist()
+
+    class AlwaysOne(RandomForestClassifier):
+        def predict(self, X):
+            return np.ones(len(X), dtype=int)
+
+    custom = AlwaysOne(n_estimators=5, random_state=0).fit(X, y)
+    assert not argmax_predict(custom)
+    assert set(fw.predict(custom, X, "binary_classification")["prediction"]) == {1}
