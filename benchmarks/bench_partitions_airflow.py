@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from _pg_bench import REPO, load_stack_env, psql
+from _pg_bench import REPO, connector_config, load_stack_env, psql
 from bench_partitions import busy_jiffies
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -147,9 +147,9 @@ def _run(api: AirflowAPI, dag: str, timeout: float) -> dict:
 def _published(case: str) -> tuple[int, int]:
     import psycopg
 
-    dsn = (f"host=127.0.0.1 port={os.environ['MBT_PG_PORT']} dbname=warehouse user={os.environ['MBT_PG_USER']} "
-           f"password={os.environ['MBT_PG_PASSWORD']}")
-    with psycopg.connect(dsn) as conn:
+    c = connector_config()
+    with psycopg.connect(host=c["host"], port=c["port"], dbname=c["database"], user=c["user"],
+                         password=c["password"]) as conn:
         row = conn.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM {OUTPUT[case]}").fetchone()
     return int(row[0]), int(row[1])
 

@@ -58,10 +58,11 @@ def check(doc: Located) -> list[str]:
     declared = sorted({dotted(a) for p in written for a in [_covered(p, DECLARED)] if a})
     if declared:
         loc = doc.loc(("training",))
+        verb, pronoun = ("restates", "it") if len(declared) == 1 else ("restate", "them")
+        differ = "it differs" if len(declared) == 1 else "they differ"
         warnings.append(f"{loc.file}:{loc.line}:{loc.col}: {', '.join(declared)} in a serving pipeline "
-                        f"only {'restates' if len(declared) == 1 else 'restate'} the model: mbt reads "
-                        f"{'it' if len(declared) == 1 else 'them'} from the model and stops if "
-                        f"{'it differs' if len(declared) == 1 else 'they differ'}; you can remove the training: block")
+                        f"only {verb} the model: mbt reads {pronoun} from the model and stops if {differ}; "
+                        "you can remove the training: block")
     ignored = [p for p in written if not _covered(p, DECLARED)]
     if ignored:
         loc = doc.loc(ignored[0])

@@ -236,8 +236,6 @@ class SklearnFramework(Framework):
         if problem_type == "regression" or not hasattr(model, "predict_proba"):
             return pd.DataFrame({"prediction": model.predict(X)}, index=X.index)
         proba = model.predict_proba(X)
-        # these estimators' own predict() is classes_[argmax(predict_proba)]: taking it from the
-        # probabilities evaluates a forest once instead of twice per chunk
         predicted = model.classes_.take(proba.argmax(axis=1)) if argmax_predict(model) else model.predict(X)
         out = pd.DataFrame({"prediction": predicted}, index=X.index)
         for i, cls in enumerate(model.classes_):
